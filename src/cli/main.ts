@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+import { Command, Option } from "commander";
+import { ConfigError, loadConfig } from "../config/config.js";
+import { startBerth } from "../server.js";
+
+const program = new Command();
+program
+  .name("berth")
+  .description("berth: an OCI Distribution Spec v1.1 container registry")
+  .version("0.1.0")
+  .showHelpAfterError();
+
+program
+  .command("serve")
+  .description("run the registry (defaults: listen 0.0.0.0:5000, data directory ./data)")
+  .addOption(new Option("-c, --config <file>", "YAML configuration file").env("BERTH_CONFIG"))
+  .option("-l, --listen <host:port>", "address to listen on")
+  .option("-d, --data <dir>", "data directory for blobs and metadata")
+  .option("--log-level <level>", "fatal, error, warn, info, debug, trace or silent")
+  .action(async (options: { config?: string; listen?: string; data?: string; logLevel?: string }) => {
+    const flags: Record<string, unknown> = {};
+    if (options.listen !== undefined) flags.listen = options.listen;
+    if (options.data !== undefined) flags.dataDir = options.data;
+    if (options.logLevel !== undefined) flags.log = { level: options.logLevel };
+    let config: ReturnType<typeof loadConfig>;
+    try {
+      config = loadConfig({ ...(options.config ? { file: options.config } : {}), env: process.env, flags });
+    } catch (error) {
+      if (error instanceof ConfigError) {
+        process.stderr.write(`berth: ${error.message}\n`);
+        process.exit(2);
+      }
+      throw error;
+    }
+    const server = await startBerth(config);
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      server.logger.info({ signal }, "shutting down");
+      server.close().then(
+        () => process.exit(0),
+        (error: unknown) => {
+          server.logger.error({ err: error }, "shutdown failed");
+          process.exit(1);
+        },
+      );
+    };
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
+  });
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,216 @@
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+
+/**
+ * Everything a user can set, in one validated schema. Sources, lowest precedence first:
+ * defaults, the YAML file, BERTH_* environment variables, command-line flags.
+ */
+
+const mebibyte = 1024 * 1024;
+
+const listenAddress = z.string().refine((value) => parseListen(value) !== undefined, {
+  message: 'must be "HOST:PORT" or ":PORT" with a port from 0 to 65535, e.g. "0.0.0.0:5000"',
+});
+
+const positiveInt = z.number().int().positive();
+
+export const configSchema = z.strictObject({
+  /** Address the HTTP server binds. */
+  listen: listenAddress.default("0.0.0.0:5000"),
+  /** Holds blobs, upload sessions and the metadata database. */
+  dataDir: z.string().min(1).default("./data"),
+  /** Base URL clients reach berth at, for absolute Location headers; relative when unset. */
+  publicUrl: z.url({ protocol: /^https?$/ }).optional(),
+  log: z
+    .strictObject({
+      level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+      /** auto: human-readable on a terminal, JSON otherwise. */
+      format: z.enum(["auto", "json", "pretty"]).default("auto"),
+    })
+    .prefault({}),
+  storage: z
+    .strictObject({
+      driver: z.literal("filesystem").default("filesystem"),
+    })
+    .prefault({}),
+  metadata: z
+    .strictObject({
+      driver: z.literal("sqlite").default("sqlite"),
+      sqlite: z
+        .strictObject({
+          /** full: every acknowledged write survives power loss; normal: survives a process crash only. */
+          synchronous: z.enum(["full", "normal"]).default("full"),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  deletes: z
+    .strictObject({
+      /** When false, DELETE of manifests, tags and blobs answers 405 UNSUPPORTED. */
+      enabled: z.boolean().default(true),
+    })
+    .prefault({}),
+  limits: z
+    .strictObject({
+      /** Largest manifest accepted; the spec asks registries to take at least 4 MiB. */
+      manifestBytes: positiveInt.default(4 * mebibyte),
+      /** Largest page of tags, repositories or referrers one request returns. */
+      pageSize: positiveInt.default(1000),
+      /** Upload sessions open at once across the registry. */
+      uploadSessions: positiveInt.default(1000),
+      /** An upload session with no activity for this long is expired. */
+      uploadIdleSeconds: positiveInt.default(24 * 3600),
+    })
+    .prefault({}),
+  http: z
+    .strictObject({
+      /** Time allowed to receive a request's headers. */
+      headersTimeoutSeconds: positiveInt.default(60),
+      /** Idle keep-alive connections are closed after this. */
+      keepAliveTimeoutSeconds: positiveInt.default(75),
+      /** On SIGTERM, requests in flight get this long to finish. */
+      shutdownTimeoutSeconds: positiveInt.default(30),
+    })
+    .prefault({}),
+});
+
+export type BerthConfig = z.infer<typeof configSchema>;
+/** The config as a user writes it: every field optional. */
+export type BerthConfigInput = z.input<typeof configSchema>;
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export function parseListen(value: string): ListenAddress | undefined {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value);
+  if (!match) return undefined;
+  const port = Number(match[3]);
+  if (port > 65535) return undefined;
+  const host = match[1] ?? match[2] ?? "";
+  return { host: host === "" ? "0.0.0.0" : host, port };
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.name = "ConfigError";
+  }
+}
+
+export interface ConfigSources {
+  /** Path of a YAML file, or an already parsed object. */
+  file?: string | BerthConfigInput;
+  /** Environment variables; only BERTH_* are read. */
+  env?: NodeJS.ProcessEnv;
+  /** Values from command-line flags, as a partial config. */
+  flags?: BerthConfigInput;
+}
+
+export function loadConfig(sources: ConfigSources = {}): BerthConfig {
+  const problems: string[] = [];
+  let fromFile: Record<string, unknown> = {};
+  if (typeof sources.file === "string") {
+    const path = resolve(sources.file);
+    try {
+      const parsed: unknown = parseYaml(readFileSync(path, "utf8"));
+      if (parsed !== null && parsed !== undefined) {
+        if (typeof parsed !== "object" || Array.isArray(parsed))
+          problems.push(`${path}: must be a YAML mapping`);
+        else fromFile = parsed as Record<string, unknown>;
+      }
+    } catch (error) {
+      problems.push(`${path}: ${(error as Error).message}`);
+    }
+  } else if (sources.file) {
+    fromFile = sources.file as Record<string, unknown>;
+  }
+  const fromEnv = configFromEnvironment(sources.env ?? {}, problems);
+  const merged = deepMerge(deepMerge(fromFile, fromEnv), (sources.flags ?? {}) as Record<string, unknown>);
+  const result = configSchema.safeParse(merged);
+  if (!result.success) {
+    for (const issue of result.error.issues) {
+      const path = issue.path.join(".");
+      const envName = path ? environmentName(issue.path.map(String)) : "";
+      problems.push(
+        `${path || "(root)"}: ${issue.message}${envName ? ` (file key ${path}, or ${envName})` : ""}`,
+      );
+    }
+  }
+  if (problems.length > 0 || !result.success) throw new ConfigError(problems);
+  return result.data;
+}
+
+/** `limits.manifestBytes` <-> `BERTH_LIMITS_MANIFEST_BYTES`. */
+export function environmentName(path: string[]): string {
+  return `BERTH_${path.map((part) => part.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase()).join("_")}`;
+}
+
+function configFromEnvironment(env: NodeJS.ProcessEnv, problems: string[]): Record<string, unknown> {
+  const known = new Map<string, string[]>();
+  for (const path of leafPaths(configSchema)) known.set(environmentName(path), path);
+  const out: Record<string, unknown> = {};
+  for (const [name, raw] of Object.entries(env)) {
+    if (!name.startsWith("BERTH_") || raw === undefined) continue;
+    if (name === "BERTH_CONFIG") continue;
+    const path = known.get(name);
+    if (!path) {
+      problems.push(`${name}: unknown setting (known: ${[...known.keys()].join(", ")})`);
+      continue;
+    }
+    setPath(out, path, parseScalar(raw));
+  }
+  return out;
+}
+
+/** Environment values are YAML scalars, so `5`, `true` and `"a:b"` mean what they would in the file. */
+function parseScalar(raw: string): unknown {
+  try {
+    const value: unknown = parseYaml(raw);
+    return typeof value === "object" && value !== null ? raw : (value ?? raw);
+  } catch {
+    return raw;
+  }
+}
+
+type SchemaNode = { def: { type: string }; unwrap?: () => SchemaNode; shape?: Record<string, SchemaNode> };
+
+function leafPaths(schema: unknown, prefix: string[] = []): string[][] {
+  let node = schema as SchemaNode;
+  while (typeof node.unwrap === "function" && node.def.type !== "object") node = node.unwrap();
+  if (node.def.type === "object" && node.shape) {
+    return Object.entries(node.shape).flatMap(([key, child]) => leafPaths(child, [...prefix, key]));
+  }
+  return [prefix];
+}
+
+function setPath(target: Record<string, unknown>, path: string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    const next = node[key];
+    if (typeof next !== "object" || next === null) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  const last = path[path.length - 1];
+  if (last !== undefined) node[last] = value;
+}
+
+function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(over)) {
+    if (value === undefined) continue;
+    const existing = out[key];
+    out[key] =
+      isPlainObject(existing) && isPlainObject(value)
+        ? deepMerge(existing as Record<string, unknown>, value as Record<string, unknown>)
+        : value;
+  }
+  return out;
+}
+
+function isPlainObject(value: unknown): boolean {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}

@@ -1,0 +1,141 @@
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from "fastify";
+import type { BerthConfig } from "../config/config.js";
+import { RegistryError } from "../oci/errors.js";
+import { parseRepositoryName } from "../oci/repository-name.js";
+import type { Registry } from "../registry/registry.js";
+import type { RouteHandler } from "./request-context.js";
+import { matchRoute, type RouteName } from "./route-table.js";
+import { baseRoutes } from "./routes/base.js";
+import { blobRoutes } from "./routes/blobs.js";
+import { catalogRoutes } from "./routes/catalog.js";
+import { healthRoutes } from "./routes/health.js";
+import { manifestRoutes } from "./routes/manifests.js";
+import { referrerRoutes } from "./routes/referrers.js";
+import { tagRoutes } from "./routes/tags.js";
+import { uploadRoutes, uploadStartRoutes } from "./routes/uploads.js";
+
+/** One dispatcher per named route, as Distribution's app does; the method picks the handler. */
+const dispatchers: Record<RouteName, Partial<Record<string, RouteHandler>>> = {
+  base: baseRoutes,
+  catalog: catalogRoutes,
+  tags: tagRoutes,
+  manifest: manifestRoutes,
+  blob: blobRoutes,
+  "blob-upload": uploadStartRoutes,
+  "blob-upload-chunk": uploadRoutes,
+  referrers: referrerRoutes,
+};
+
+const methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+export function buildApp(
+  registry: Registry,
+  config: BerthConfig,
+  logger: FastifyBaseLogger,
+): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: logger,
+    logController: new LogController({ disableRequestLogging: true }),
+    exposeHeadRoutes: false,
+    // Uploads of many GiB may legitimately take long; idle sockets are bounded by the server timeouts below.
+    requestTimeout: 0,
+    keepAliveTimeout: config.http.keepAliveTimeoutSeconds * 1000,
+    return503OnClosing: true,
+    routerOptions: { maxParamLength: 8192 },
+    genReqId: () => Math.random().toString(36).slice(2, 12),
+  });
+  app.server.headersTimeout = config.http.headersTimeoutSeconds * 1000;
+
+  // Bodies are streamed by the handlers themselves: never parsed, never buffered by the framework.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("*", (_request, _payload, done) => done(null));
+
+  app.addHook("onRequest", async (_request, reply) => {
+    reply.header("Docker-Distribution-API-Version", "registry/2.0");
+  });
+  app.addHook("onResponse", async (request, reply) => {
+    request.log.info(
+      {
+        method: request.method,
+        url: request.url,
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime),
+      },
+      "request",
+    );
+  });
+
+  const dispatch = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
+    const rawUrl = request.raw.url ?? "/";
+    const queryStart = rawUrl.indexOf("?");
+    const path = queryStart < 0 ? rawUrl : rawUrl.slice(0, queryStart);
+    // A '+' in a query value is a literal '+' here (media types contain it), never a space.
+    const query = new URLSearchParams(
+      queryStart < 0 ? "" : rawUrl.slice(queryStart + 1).replace(/\+/g, "%2B"),
+    );
+    const match = matchRoute(path);
+    if (!match)
+      throw new RegistryError("NAME_UNKNOWN", "no such endpoint", { detail: { path: path.slice(0, 300) } });
+    const handler = dispatchers[match.route][request.method];
+    if (!handler) {
+      throw new RegistryError("UNSUPPORTED", `${request.method} is not supported on this endpoint`, {
+        status: 405,
+      });
+    }
+    const name = match.route === "base" || match.route === "catalog" ? "" : parseRepositoryName(match.name);
+    await handler({ request, reply, registry, config, name, target: match.target, query });
+    // Returning the reply makes Fastify wait for a streamed body instead of ending the response early.
+    return reply;
+  };
+  app.route({ method: methods, url: "/v2", handler: dispatch });
+  app.route({ method: methods, url: "/v2/*", handler: dispatch });
+  app.get("/healthz", healthRoutes.liveness);
+  app.get("/readyz", (request, reply) => healthRoutes.readiness(registry, request, reply));
+
+  app.setNotFoundHandler((_request, reply) => {
+    sendError(reply, new RegistryError("NAME_UNKNOWN", "no such endpoint", { status: 404 }), config);
+  });
+
+  app.setErrorHandler((error: Error, request, reply) => {
+    if (error instanceof RegistryError) {
+      if (error.status >= 500) request.log.error({ err: error }, "request failed");
+      sendError(reply, error, config);
+      return;
+    }
+    const code = (error as { code?: string }).code;
+    if (code === "ERR_STREAM_PREMATURE_CLOSE" || code === "ECONNRESET" || request.raw.destroyed) {
+      // The client went away mid-body; nothing to answer, and the partial write was never acknowledged.
+      request.log.info({ code }, "client disconnected");
+      sendError(reply, new RegistryError("BLOB_UPLOAD_INVALID", "request body ended early"), config);
+      return;
+    }
+    const status = (error as { statusCode?: number }).statusCode;
+    if (status !== undefined && status >= 400 && status < 500) {
+      sendError(reply, new RegistryError("UNSUPPORTED", error.message, { status }), config);
+      return;
+    }
+    request.log.error({ err: error }, "unexpected error");
+    sendError(reply, new RegistryError("INTERNAL_ERROR", "internal server error", { status: 500 }), config);
+  });
+
+  return app;
+}
+
+function sendError(reply: FastifyReply, error: RegistryError, config: BerthConfig): void {
+  if (reply.sent || reply.raw.headersSent) return;
+  for (const [header, value] of Object.entries(error.headers)) {
+    reply.header(
+      header,
+      header === "Location" && config.publicUrl && value.startsWith("/")
+        ? config.publicUrl.replace(/\/+$/, "") + value
+        : value,
+    );
+  }
+  reply.code(error.status).header("Content-Type", "application/json").send(JSON.stringify(error.toBody()));
+}

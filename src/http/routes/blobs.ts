@@ -1,0 +1,66 @@
+import { parseDigest } from "../../oci/digest.js";
+import { parseRangeHeader } from "../../oci/range.js";
+import type { RouteContext } from "../request-context.js";
+
+/** `GET /v2/<name>/blobs/<digest>` (end-2), with RFC 9110 range requests. */
+async function getBlob({ request, reply, registry, name, target }: RouteContext): Promise<void> {
+  const digest = parseDigest(target);
+  const { size } = await registry.blobs.stat(name, digest);
+  setBlobHeaders(reply, digest.value);
+  if (request.headers["if-none-match"] === `"${digest.value}"`) {
+    reply.code(304).send();
+    return;
+  }
+  const range = parseRangeHeader(request.headers.range, size);
+  if (range.kind === "unsatisfiable") {
+    reply.code(416).header("Content-Range", `bytes */${size}`).header("Content-Length", "0").send();
+    return;
+  }
+  if (range.kind === "satisfiable") {
+    const { start, end } = range.range;
+    const body = await registry.blobs.open(digest, range.range);
+    reply
+      .code(206)
+      .header("Content-Type", "application/octet-stream")
+      .header("Content-Range", `bytes ${start}-${end}/${size}`)
+      .header("Content-Length", String(end - start + 1))
+      .send(body);
+    return;
+  }
+  const body = await registry.blobs.open(digest);
+  reply
+    .code(200)
+    .header("Content-Type", "application/octet-stream")
+    .header("Content-Length", String(size))
+    .send(body);
+}
+
+/** `HEAD /v2/<name>/blobs/<digest>` ("Checking if content exists in the registry"). */
+async function headBlob({ reply, registry, name, target }: RouteContext): Promise<void> {
+  const digest = parseDigest(target);
+  const { size } = await registry.blobs.stat(name, digest);
+  setBlobHeaders(reply, digest.value);
+  reply
+    .code(200)
+    .header("Content-Type", "application/octet-stream")
+    .header("Content-Length", String(size))
+    .send();
+}
+
+/** `DELETE /v2/<name>/blobs/<digest>` (end-10, "Deleting Blobs"): unlinks it from the repository. */
+async function deleteBlob({ reply, registry, name, target }: RouteContext): Promise<void> {
+  const digest = parseDigest(target);
+  await registry.blobs.delete(name, digest);
+  reply.code(202).header("Content-Length", "0").send();
+}
+
+function setBlobHeaders(reply: RouteContext["reply"], digest: string): void {
+  reply
+    .header("Docker-Content-Digest", digest)
+    .header("ETag", `"${digest}"`)
+    .header("Accept-Ranges", "bytes")
+    // Content addressed by digest never changes.
+    .header("Cache-Control", "max-age=31536000");
+}
+
+export const blobRoutes = { GET: getBlob, HEAD: headBlob, DELETE: deleteBlob };

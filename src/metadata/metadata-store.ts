@@ -1,0 +1,104 @@
+import type { DigestAlgorithm } from "../oci/digest.js";
+import type { ManifestReference } from "../oci/manifest.js";
+
+/**
+ * What the registry knows about its content: repositories, which blobs and manifests each may serve,
+ * tags, referrers and upload sessions. Every method is one atomic step; implementations must keep
+ * the invariants of DESIGN.md (a manifest is recorded only if its references are present, a tag
+ * update is one transaction).
+ */
+export interface MetadataStore {
+  /** Size of a blob the repository may serve, or undefined. */
+  getRepositoryBlob(repository: string, digest: string): Promise<{ size: number } | undefined>;
+  /** Up to `limit` repositories that hold the blob (for a mount without `from`). */
+  repositoriesWithBlob(digest: string, limit: number): Promise<string[]>;
+  /** Links a blob the store holds into a repository; false when the registry does not know the blob. */
+  linkBlob(repository: string, digest: string): Promise<boolean>;
+  /** Records a published blob and links it into the repository, closing the upload session if given. */
+  recordBlob(repository: string, digest: string, size: number, uploadId?: string): Promise<void>;
+  /** Removes the blob from the repository; false when it was not there. */
+  unlinkBlob(repository: string, digest: string): Promise<boolean>;
+
+  createUploadSession(session: NewUploadSession): Promise<void>;
+  countUploadSessions(): Promise<number>;
+  getUploadSession(id: string): Promise<UploadSession | undefined>;
+  /** Compare-and-set of the received byte count, so two writers can never both advance it. */
+  advanceUploadSession(id: string, from: number, to: number, now: number): Promise<boolean>;
+  deleteUploadSession(id: string): Promise<void>;
+  /** Sessions idle since before `before` (ms since epoch). */
+  listIdleUploadSessions(before: number, limit: number): Promise<UploadSession[]>;
+
+  getManifest(repository: string, digest: string): Promise<ManifestRecord | undefined>;
+  getTaggedManifest(repository: string, tag: string): Promise<ManifestRecord | undefined>;
+  /**
+   * Records a manifest (and the tag, if any) in one transaction after checking that every reference
+   * is present in the repository. Returns the references that are missing; nothing is written then.
+   */
+  putManifest(
+    repository: string,
+    manifest: NewManifest,
+    tag: string | undefined,
+  ): Promise<MissingReference[]>;
+  /** Deletes a manifest and every tag pointing at it; false when absent. */
+  deleteManifest(repository: string, digest: string): Promise<boolean>;
+  deleteTag(repository: string, tag: string): Promise<boolean>;
+
+  repositoryExists(repository: string): Promise<boolean>;
+  /** Tags in lexical order after `last`; undefined when the repository is unknown. */
+  listTags(repository: string, limit: number, last: string | undefined): Promise<string[] | undefined>;
+  listRepositories(limit: number, last: string | undefined): Promise<string[]>;
+  /** Manifests whose subject is `subject`, ordered by digest, after `last`. */
+  listReferrers(
+    repository: string,
+    subject: string,
+    options: { artifactType?: string; limit: number; last?: string },
+  ): Promise<ManifestRecord[]>;
+
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface NewUploadSession {
+  id: string;
+  repository: string;
+  /** Algorithm the running hash uses, chosen from a digest known at POST, sha256 otherwise. */
+  hashAlgorithm: DigestAlgorithm;
+  now: number;
+}
+
+export interface UploadSession {
+  id: string;
+  repository: string;
+  receivedBytes: number;
+  hashAlgorithm: DigestAlgorithm;
+  startedAt: number;
+  updatedAt: number;
+}
+
+export interface ManifestRecord {
+  digest: string;
+  mediaType: string;
+  size: number;
+  artifactType: string | undefined;
+  subject: string | undefined;
+  annotations: Record<string, string> | undefined;
+  createdAt: number;
+}
+
+export interface NewManifest {
+  digest: string;
+  mediaType: string;
+  size: number;
+  artifactType: string | undefined;
+  subject: string | undefined;
+  annotations: Record<string, string> | undefined;
+  references: ManifestReference[];
+  now: number;
+}
+
+export interface MissingReference {
+  digest: string;
+  kind: ManifestReference["kind"];
+  /** Present but with another size than the descriptor says. */
+  actualSize?: number;
+}

@@ -1,0 +1,398 @@
+import Database from "better-sqlite3";
+import type { DigestAlgorithm } from "../../oci/digest.js";
+import type {
+  ManifestRecord,
+  MetadataStore,
+  MissingReference,
+  NewManifest,
+  NewUploadSession,
+  UploadSession,
+} from "../metadata-store.js";
+import { migrations } from "./schema.js";
+
+interface ManifestRow {
+  digest: string;
+  media_type: string;
+  size: number;
+  artifact_type: string | null;
+  subject_digest: string | null;
+  annotations: string | null;
+  created_at: number;
+}
+
+interface UploadRow {
+  id: string;
+  repository: string;
+  received_bytes: number;
+  hash_algorithm: string;
+  started_at: number;
+  updated_at: number;
+}
+
+const manifestColumns =
+  "m.digest, m.media_type, m.size, m.artifact_type, m.subject_digest, m.annotations, m.created_at";
+
+/**
+ * MetadataStore on an embedded SQLite database (better-sqlite3). Calls are synchronous underneath;
+ * each public method is one statement or one transaction, so a crash leaves either all of a change or none.
+ */
+export class SqliteMetadataStore implements MetadataStore {
+  private readonly db: Database.Database;
+  private readonly statements: ReturnType<typeof prepareStatements>;
+
+  constructor(path: string, options: { synchronous: "full" | "normal" }) {
+    this.db = new Database(path);
+    this.db.pragma("journal_mode = WAL");
+    this.db.pragma(`synchronous = ${options.synchronous === "full" ? "FULL" : "NORMAL"}`);
+    // Another process (a CLI command) may hold the write lock briefly.
+    this.db.pragma("busy_timeout = 5000");
+    migrate(this.db);
+    this.statements = prepareStatements(this.db);
+  }
+
+  private repositoryId(name: string): number | undefined {
+    const row = this.statements.repositoryId.get(name) as { id: number } | undefined;
+    return row?.id;
+  }
+
+  private ensureRepository(name: string, now: number): number {
+    const id = this.repositoryId(name);
+    if (id !== undefined) return id;
+    return Number(this.statements.insertRepository.run(name, now).lastInsertRowid);
+  }
+
+  async getRepositoryBlob(repository: string, digest: string): Promise<{ size: number } | undefined> {
+    return this.statements.repositoryBlob.get(repository, digest) as { size: number } | undefined;
+  }
+
+  async repositoriesWithBlob(digest: string, limit: number): Promise<string[]> {
+    return (this.statements.repositoriesWithBlob.all(digest, limit) as { name: string }[]).map((r) => r.name);
+  }
+
+  private readonly linkBlobTransaction = (repository: string, digest: string, now: number): boolean => {
+    if (!this.statements.blobExists.get(digest)) return false;
+    const id = this.ensureRepository(repository, now);
+    this.statements.linkBlob.run(id, digest, now);
+    return true;
+  };
+
+  async linkBlob(repository: string, digest: string): Promise<boolean> {
+    return this.db.transaction(this.linkBlobTransaction).immediate(repository, digest, Date.now());
+  }
+
+  async recordBlob(repository: string, digest: string, size: number, uploadId?: string): Promise<void> {
+    const now = Date.now();
+    this.db
+      .transaction(() => {
+        this.statements.insertBlob.run(digest, size, now);
+        this.statements.linkBlob.run(this.ensureRepository(repository, now), digest, now);
+        if (uploadId !== undefined) this.statements.deleteUpload.run(uploadId);
+      })
+      .immediate();
+  }
+
+  async unlinkBlob(repository: string, digest: string): Promise<boolean> {
+    const id = this.repositoryId(repository);
+    if (id === undefined) return false;
+    return this.statements.unlinkBlob.run(id, digest).changes > 0;
+  }
+
+  async createUploadSession(session: NewUploadSession): Promise<void> {
+    this.statements.insertUpload.run(
+      session.id,
+      session.repository,
+      session.hashAlgorithm,
+      session.now,
+      session.now,
+    );
+  }
+
+  async countUploadSessions(): Promise<number> {
+    return (this.statements.countUploads.get() as { count: number }).count;
+  }
+
+  async getUploadSession(id: string): Promise<UploadSession | undefined> {
+    const row = this.statements.getUpload.get(id) as UploadRow | undefined;
+    return row && toUploadSession(row);
+  }
+
+  async advanceUploadSession(id: string, from: number, to: number, now: number): Promise<boolean> {
+    return this.statements.advanceUpload.run(to, now, id, from).changes === 1;
+  }
+
+  async deleteUploadSession(id: string): Promise<void> {
+    this.statements.deleteUpload.run(id);
+  }
+
+  async listIdleUploadSessions(before: number, limit: number): Promise<UploadSession[]> {
+    return (this.statements.idleUploads.all(before, limit) as UploadRow[]).map(toUploadSession);
+  }
+
+  async getManifest(repository: string, digest: string): Promise<ManifestRecord | undefined> {
+    const row = this.statements.manifestByDigest.get(repository, digest) as ManifestRow | undefined;
+    return row && toManifestRecord(row);
+  }
+
+  async getTaggedManifest(repository: string, tag: string): Promise<ManifestRecord | undefined> {
+    const row = this.statements.manifestByTag.get(repository, tag) as ManifestRow | undefined;
+    return row && toManifestRecord(row);
+  }
+
+  private readonly putManifestTransaction = (
+    repository: string,
+    manifest: NewManifest,
+    tag: string | undefined,
+  ): MissingReference[] => {
+    const id = this.repositoryId(repository);
+    const missing: MissingReference[] = [];
+    for (const reference of manifest.references) {
+      if (reference.kind === "manifest") {
+        const found =
+          id === undefined
+            ? undefined
+            : (this.statements.manifestSize.get(id, reference.digest.value) as { size: number } | undefined);
+        if (!found) missing.push({ digest: reference.digest.value, kind: reference.kind });
+        else if (found.size !== reference.size)
+          missing.push({ digest: reference.digest.value, kind: reference.kind, actualSize: found.size });
+      } else {
+        const found =
+          id === undefined
+            ? undefined
+            : (this.statements.linkedBlobSize.get(id, reference.digest.value) as
+                | { size: number }
+                | undefined);
+        if (!found) missing.push({ digest: reference.digest.value, kind: reference.kind });
+        else if (found.size !== reference.size)
+          missing.push({ digest: reference.digest.value, kind: reference.kind, actualSize: found.size });
+      }
+    }
+    if (missing.length > 0) return missing;
+    const repositoryId = id ?? this.ensureRepository(repository, manifest.now);
+    this.statements.insertBlob.run(manifest.digest, manifest.size, manifest.now);
+    const inserted = this.statements.insertManifest.run(
+      repositoryId,
+      manifest.digest,
+      manifest.mediaType,
+      manifest.artifactType ?? null,
+      manifest.size,
+      manifest.subject ?? null,
+      manifest.annotations ? JSON.stringify(manifest.annotations) : null,
+      manifest.now,
+    );
+    if (inserted.changes > 0) {
+      for (const reference of manifest.references) {
+        this.statements.insertReference.run(
+          repositoryId,
+          manifest.digest,
+          reference.digest.value,
+          reference.kind,
+        );
+      }
+    }
+    if (tag !== undefined) this.statements.upsertTag.run(repositoryId, tag, manifest.digest, manifest.now);
+    return [];
+  };
+
+  async putManifest(
+    repository: string,
+    manifest: NewManifest,
+    tag: string | undefined,
+  ): Promise<MissingReference[]> {
+    return this.db.transaction(this.putManifestTransaction).immediate(repository, manifest, tag);
+  }
+
+  async deleteManifest(repository: string, digest: string): Promise<boolean> {
+    const id = this.repositoryId(repository);
+    if (id === undefined) return false;
+    return this.db
+      .transaction(() => {
+        const deleted = this.statements.deleteManifest.run(id, digest).changes > 0;
+        if (deleted) {
+          this.statements.deleteTagsOfManifest.run(id, digest);
+          this.statements.deleteReferences.run(id, digest);
+        }
+        return deleted;
+      })
+      .immediate();
+  }
+
+  async deleteTag(repository: string, tag: string): Promise<boolean> {
+    const id = this.repositoryId(repository);
+    if (id === undefined) return false;
+    return this.statements.deleteTag.run(id, tag).changes > 0;
+  }
+
+  async repositoryExists(repository: string): Promise<boolean> {
+    return this.repositoryId(repository) !== undefined;
+  }
+
+  async listTags(repository: string, limit: number, last: string | undefined): Promise<string[] | undefined> {
+    const id = this.repositoryId(repository);
+    if (id === undefined) return undefined;
+    const rows =
+      last === undefined
+        ? this.statements.listTags.all(id, limit)
+        : this.statements.listTagsAfter.all(id, last, last, last, limit);
+    return (rows as { name: string }[]).map((r) => r.name);
+  }
+
+  async listRepositories(limit: number, last: string | undefined): Promise<string[]> {
+    const rows = this.statements.listRepositories.all(last ?? "", limit) as { name: string }[];
+    return rows.map((r) => r.name);
+  }
+
+  async listReferrers(
+    repository: string,
+    subject: string,
+    options: { artifactType?: string; limit: number; last?: string },
+  ): Promise<ManifestRecord[]> {
+    const rows = (
+      options.artifactType === undefined
+        ? this.statements.referrers.all(repository, subject, options.last ?? "", options.limit)
+        : this.statements.referrersOfType.all(
+            repository,
+            subject,
+            options.artifactType,
+            options.last ?? "",
+            options.limit,
+          )
+    ) as ManifestRow[];
+    return rows.map(toManifestRecord);
+  }
+
+  async ping(): Promise<void> {
+    this.db.prepare("SELECT 1").get();
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}
+
+function migrate(db: Database.Database): void {
+  db.exec(
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+  );
+  db.transaction(() => {
+    const applied = new Set(
+      (db.prepare("SELECT version FROM schema_migrations").all() as { version: number }[]).map(
+        (r) => r.version,
+      ),
+    );
+    for (const migration of migrations) {
+      if (applied.has(migration.version)) continue;
+      db.exec(migration.sql);
+      db.prepare("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)").run(
+        migration.version,
+        Date.now(),
+      );
+    }
+  }).immediate();
+}
+
+function prepareStatements(db: Database.Database) {
+  return {
+    repositoryId: db.prepare("SELECT id FROM repositories WHERE name = ?"),
+    insertRepository: db.prepare("INSERT INTO repositories (name, created_at) VALUES (?, ?)"),
+    blobExists: db.prepare("SELECT 1 FROM blobs WHERE digest = ?"),
+    insertBlob: db.prepare("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?, ?, ?)"),
+    linkBlob: db.prepare(
+      "INSERT OR IGNORE INTO repository_blobs (repository_id, digest, linked_at) VALUES (?, ?, ?)",
+    ),
+    unlinkBlob: db.prepare("DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?"),
+    repositoryBlob: db.prepare(
+      `SELECT b.size FROM repositories r
+       JOIN repository_blobs rb ON rb.repository_id = r.id
+       JOIN blobs b ON b.digest = rb.digest
+       WHERE r.name = ? AND rb.digest = ?`,
+    ),
+    linkedBlobSize: db.prepare(
+      `SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+       WHERE rb.repository_id = ? AND rb.digest = ?`,
+    ),
+    repositoriesWithBlob: db.prepare(
+      `SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
+       WHERE rb.digest = ? ORDER BY r.name LIMIT ?`,
+    ),
+    insertUpload: db.prepare(
+      `INSERT INTO upload_sessions (id, repository, received_bytes, hash_algorithm, started_at, updated_at)
+       VALUES (?, ?, 0, ?, ?, ?)`,
+    ),
+    countUploads: db.prepare("SELECT count(*) AS count FROM upload_sessions"),
+    getUpload: db.prepare("SELECT * FROM upload_sessions WHERE id = ?"),
+    advanceUpload: db.prepare(
+      "UPDATE upload_sessions SET received_bytes = ?, updated_at = ? WHERE id = ? AND received_bytes = ?",
+    ),
+    deleteUpload: db.prepare("DELETE FROM upload_sessions WHERE id = ?"),
+    idleUploads: db.prepare("SELECT * FROM upload_sessions WHERE updated_at < ? ORDER BY updated_at LIMIT ?"),
+    manifestByDigest: db.prepare(
+      `SELECT ${manifestColumns} FROM repositories r JOIN manifests m ON m.repository_id = r.id
+       WHERE r.name = ? AND m.digest = ?`,
+    ),
+    manifestByTag: db.prepare(
+      `SELECT ${manifestColumns} FROM repositories r
+       JOIN tags t ON t.repository_id = r.id
+       JOIN manifests m ON m.repository_id = r.id AND m.digest = t.manifest_digest
+       WHERE r.name = ? AND t.name = ?`,
+    ),
+    manifestSize: db.prepare("SELECT size FROM manifests WHERE repository_id = ? AND digest = ?"),
+    insertManifest: db.prepare(
+      `INSERT OR IGNORE INTO manifests
+       (repository_id, digest, media_type, artifact_type, size, subject_digest, annotations, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    insertReference: db.prepare(
+      `INSERT OR IGNORE INTO manifest_references (repository_id, manifest_digest, child_digest, kind)
+       VALUES (?, ?, ?, ?)`,
+    ),
+    upsertTag: db.prepare(
+      `INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (repository_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest,
+       updated_at = excluded.updated_at`,
+    ),
+    deleteManifest: db.prepare("DELETE FROM manifests WHERE repository_id = ? AND digest = ?"),
+    deleteTagsOfManifest: db.prepare("DELETE FROM tags WHERE repository_id = ? AND manifest_digest = ?"),
+    deleteReferences: db.prepare(
+      "DELETE FROM manifest_references WHERE repository_id = ? AND manifest_digest = ?",
+    ),
+    deleteTag: db.prepare("DELETE FROM tags WHERE repository_id = ? AND name = ?"),
+    listTags: db.prepare("SELECT name FROM tags WHERE repository_id = ? ORDER BY lower(name), name LIMIT ?"),
+    listTagsAfter: db.prepare(
+      `SELECT name FROM tags WHERE repository_id = ?
+       AND (lower(name) > lower(?) OR (lower(name) = lower(?) AND name > ?))
+       ORDER BY lower(name), name LIMIT ?`,
+    ),
+    listRepositories: db.prepare("SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?"),
+    referrers: db.prepare(
+      `SELECT ${manifestColumns} FROM repositories r JOIN manifests m ON m.repository_id = r.id
+       WHERE r.name = ? AND m.subject_digest = ? AND m.digest > ? ORDER BY m.digest LIMIT ?`,
+    ),
+    referrersOfType: db.prepare(
+      `SELECT ${manifestColumns} FROM repositories r JOIN manifests m ON m.repository_id = r.id
+       WHERE r.name = ? AND m.subject_digest = ? AND m.artifact_type = ? AND m.digest > ? ORDER BY m.digest LIMIT ?`,
+    ),
+  };
+}
+
+function toManifestRecord(row: ManifestRow): ManifestRecord {
+  return {
+    digest: row.digest,
+    mediaType: row.media_type,
+    size: row.size,
+    artifactType: row.artifact_type ?? undefined,
+    subject: row.subject_digest ?? undefined,
+    annotations: row.annotations ? (JSON.parse(row.annotations) as Record<string, string>) : undefined,
+    createdAt: row.created_at,
+  };
+}
+
+function toUploadSession(row: UploadRow): UploadSession {
+  return {
+    id: row.id,
+    repository: row.repository,
+    receivedBytes: row.received_bytes,
+    hashAlgorithm: row.hash_algorithm as DigestAlgorithm,
+    startedAt: row.started_at,
+    updatedAt: row.updated_at,
+  };
+}

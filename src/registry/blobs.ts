@@ -1,0 +1,69 @@
+import type { Readable } from "node:stream";
+import type { Digest } from "../oci/digest.js";
+import { RegistryError } from "../oci/errors.js";
+import type { ByteRange } from "../oci/range.js";
+import { BlobNotFoundError } from "../storage/blob-store.js";
+import type { RegistryContext } from "./context.js";
+
+/** Blob reads, deletes and cross-repository mounts (distribution-spec "Pulling blobs", "Mounting a blob"). */
+export class BlobService {
+  constructor(private readonly ctx: RegistryContext) {}
+
+  /**
+   * Size of a blob the repository may serve. Manifests of the repository count too, as in
+   * Distribution, since some clients fetch manifests by digest from the blobs endpoint.
+   */
+  async stat(repository: string, digest: Digest): Promise<{ size: number }> {
+    const blob = await this.ctx.metadata.getRepositoryBlob(repository, digest.value);
+    if (blob) return blob;
+    const manifest = await this.ctx.metadata.getManifest(repository, digest.value);
+    if (manifest) return { size: manifest.size };
+    throw new RegistryError("BLOB_UNKNOWN", undefined, { detail: { digest: digest.value } });
+  }
+
+  async open(digest: Digest, range?: ByteRange): Promise<Readable> {
+    try {
+      return await this.ctx.blobStore.readBlob(digest, range);
+    } catch (error) {
+      if (error instanceof BlobNotFoundError) {
+        // Metadata points at content the store lost: say so loudly rather than pretend it never existed.
+        throw new RegistryError("UNAVAILABLE", `blob ${digest.value} is recorded but missing from storage`, {
+          status: 500,
+        });
+      }
+      throw error;
+    }
+  }
+
+  async delete(repository: string, digest: Digest): Promise<void> {
+    if (!this.ctx.config.deletes.enabled) throw deletesDisabled();
+    if (!(await this.ctx.metadata.unlinkBlob(repository, digest.value))) {
+      throw new RegistryError("BLOB_UNKNOWN", undefined, { detail: { digest: digest.value } });
+    }
+  }
+
+  /**
+   * Links a blob into `repository` without moving bytes. With `from`, only from that repository;
+   * without, from any repository `mayRead` allows. False means the caller must upload instead.
+   */
+  async mount(
+    repository: string,
+    digest: Digest,
+    from: string | undefined,
+    mayRead: (repository: string) => boolean,
+  ): Promise<boolean> {
+    const { metadata } = this.ctx;
+    if (await metadata.getRepositoryBlob(repository, digest.value)) return true;
+    if (from !== undefined) {
+      if (!mayRead(from) || !(await metadata.getRepositoryBlob(from, digest.value))) return false;
+      return metadata.linkBlob(repository, digest.value);
+    }
+    const holders = await metadata.repositoriesWithBlob(digest.value, 50);
+    if (!holders.some(mayRead)) return false;
+    return metadata.linkBlob(repository, digest.value);
+  }
+}
+
+export function deletesDisabled(): RegistryError {
+  return new RegistryError("UNSUPPORTED", "deletes are disabled on this registry", { status: 405 });
+}

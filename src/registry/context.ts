@@ -1,0 +1,10 @@
+import type { BerthConfig } from "../config/config.js";
+import type { MetadataStore } from "../metadata/metadata-store.js";
+import type { BlobStore } from "../storage/blob-store.js";
+
+/** What every use case needs: the two stores and the settings that bound them. */
+export interface RegistryContext {
+  blobStore: BlobStore;
+  metadata: MetadataStore;
+  config: BerthConfig;
+}

@@ -1,0 +1,274 @@
+import { randomUUID } from "node:crypto";
+import type { UploadSession } from "../metadata/metadata-store.js";
+import type { Digest, DigestAlgorithm } from "../oci/digest.js";
+import { RegistryError } from "../oci/errors.js";
+import type { ByteRange } from "../oci/range.js";
+import { BlobNotFoundError } from "../storage/blob-store.js";
+import type { RegistryContext } from "./context.js";
+import { KeyedLock } from "./keyed-lock.js";
+import { newRunningHash, type RunningHash, RunningHashes } from "./running-hash.js";
+
+/** Where an upload stands: `offset` bytes received so far (the spec's `Range: 0-<offset-1>`). */
+export interface UploadStatus {
+  id: string;
+  repository: string;
+  offset: number;
+}
+
+/** A chunk as the client described it with `Content-Range` and `Content-Length`. */
+export interface ChunkHeaders {
+  range?: ByteRange;
+  length?: number;
+}
+
+const uploadIdGrammar = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * Blob uploads: distribution-spec "Pushing blobs" (monolithic, POST then PUT, chunked PATCH).
+ * Bytes go to the blob store's scratch object and are hashed while they stream; the session's
+ * received-byte count in the metadata store is the acknowledged truth.
+ */
+export class UploadService {
+  private readonly hashes = new RunningHashes();
+  private readonly locks = new KeyedLock();
+
+  constructor(private readonly ctx: RegistryContext) {}
+
+  async start(repository: string, hashAlgorithm: DigestAlgorithm = "sha256"): Promise<UploadStatus> {
+    const { metadata, blobStore, config } = this.ctx;
+    if ((await metadata.countUploadSessions()) >= config.limits.uploadSessions) {
+      throw new RegistryError("TOOMANYREQUESTS", "too many upload sessions in progress; retry later", {
+        headers: { "Retry-After": "30" },
+      });
+    }
+    const id = randomUUID();
+    await blobStore.createUpload(id);
+    await metadata.createUploadSession({ id, repository, hashAlgorithm, now: Date.now() });
+    return { id, repository, offset: 0 };
+  }
+
+  async status(repository: string, id: string): Promise<UploadStatus> {
+    const session = await this.session(repository, id);
+    return { id, repository, offset: session.receivedBytes };
+  }
+
+  async append(
+    repository: string,
+    id: string,
+    body: AsyncIterable<Buffer>,
+    chunk: ChunkHeaders,
+  ): Promise<UploadStatus> {
+    return this.locks.run(id, async () => {
+      const session = await this.session(repository, id);
+      const running = await this.write(session, body, chunk);
+      this.hashes.keep(id, running);
+      return { id, repository, offset: running.offset };
+    });
+  }
+
+  /**
+   * Closes the session: appends the final chunk if there is one, checks the digest of the whole blob,
+   * publishes it and links it into the repository. On a digest mismatch the session is discarded.
+   */
+  async finish(
+    repository: string,
+    id: string,
+    digest: Digest,
+    body: AsyncIterable<Buffer> | undefined,
+    chunk: ChunkHeaders,
+  ): Promise<{ size: number }> {
+    return this.locks.run(id, async () => {
+      const session = await this.session(repository, id);
+      const running = body
+        ? await this.write(session, body, chunk)
+        : (this.hashes.take(id, session.receivedBytes, session.hashAlgorithm) ??
+          (await this.rebuild(session)));
+      const size = running.offset;
+      const actual =
+        digest.algorithm === running.algorithm
+          ? running.hash.digest("hex")
+          : await this.hashStored(id, size, digest.algorithm);
+      if (actual !== digest.encoded) {
+        await this.discard(id);
+        throw new RegistryError("DIGEST_INVALID", "provided digest did not match uploaded content", {
+          detail: { expected: digest.value, actual: `${digest.algorithm}:${actual}` },
+        });
+      }
+      await this.publish(repository, id, size, digest, true);
+      return { size };
+    });
+  }
+
+  /** Single-request upload (`POST ?digest=` with a body, or a PUT that carries the whole blob). */
+  async pushMonolithic(
+    repository: string,
+    digest: Digest,
+    body: AsyncIterable<Buffer>,
+  ): Promise<{ size: number }> {
+    const { blobStore } = this.ctx;
+    const id = randomUUID();
+    await blobStore.createUpload(id);
+    try {
+      const running = newRunningHash(digest.algorithm);
+      const bytes = await blobStore.writeUpload(id, 0, hashed(body, running));
+      if (running.hash.digest("hex") !== digest.encoded) {
+        throw new RegistryError("DIGEST_INVALID", "provided digest did not match uploaded content", {
+          detail: { expected: digest.value },
+        });
+      }
+      await this.publish(repository, id, bytes, digest, false);
+      return { size: bytes };
+    } catch (error) {
+      await blobStore.deleteUpload(id).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  async cancel(repository: string, id: string): Promise<void> {
+    await this.locks.run(id, async () => {
+      await this.session(repository, id);
+      await this.discard(id);
+    });
+  }
+
+  /** Removes sessions idle longer than the configured limit, with their bytes. */
+  async purgeIdle(now = Date.now()): Promise<number> {
+    const before = now - this.ctx.config.limits.uploadIdleSeconds * 1000;
+    let purged = 0;
+    for (;;) {
+      const idle = await this.ctx.metadata.listIdleUploadSessions(before, 100);
+      for (const session of idle) {
+        await this.locks.run(session.id, () => this.discard(session.id));
+        purged++;
+      }
+      if (idle.length < 100) return purged;
+    }
+  }
+
+  private async session(repository: string, id: string): Promise<UploadSession> {
+    const unknown = () =>
+      new RegistryError("BLOB_UPLOAD_UNKNOWN", undefined, { detail: { uuid: id.slice(0, 64) } });
+    if (!uploadIdGrammar.test(id)) throw unknown();
+    const session = await this.ctx.metadata.getUploadSession(id);
+    if (!session || session.repository !== repository) throw unknown();
+    if (Date.now() - session.updatedAt > this.ctx.config.limits.uploadIdleSeconds * 1000) {
+      await this.discard(id);
+      throw unknown();
+    }
+    return session;
+  }
+
+  private async write(
+    session: UploadSession,
+    body: AsyncIterable<Buffer>,
+    chunk: ChunkHeaders,
+  ): Promise<RunningHash> {
+    const offset = session.receivedBytes;
+    if (chunk.range) {
+      // distribution-spec "Pushing a blob in chunks": out-of-order chunks are answered 416.
+      if (chunk.range.start !== offset)
+        throw rangeNotSatisfiable(session, "chunk does not start where the upload ends");
+      if (chunk.length !== undefined && chunk.range.end - chunk.range.start + 1 !== chunk.length) {
+        throw rangeNotSatisfiable(session, "Content-Range does not match Content-Length");
+      }
+    }
+    const running =
+      this.hashes.take(session.id, offset, session.hashAlgorithm) ?? (await this.rebuild(session));
+    // From here the running hash is consumed: on any failure it is simply not kept, and rebuilt next time.
+    const written = await this.ctx.blobStore.writeUpload(session.id, offset, hashed(body, running));
+    const expected = chunk.range ? chunk.range.end - chunk.range.start + 1 : (chunk.length ?? written);
+    if (written !== expected) {
+      throw new RegistryError("SIZE_INVALID", `received ${written} bytes, the request announced ${expected}`);
+    }
+    const advanced = await this.ctx.metadata.advanceUploadSession(
+      session.id,
+      offset,
+      offset + written,
+      Date.now(),
+    );
+    if (!advanced) {
+      throw new RegistryError(
+        "BLOB_UPLOAD_INVALID",
+        "the upload was modified concurrently; query its status and retry",
+        {
+          status: 416,
+        },
+      );
+    }
+    return running;
+  }
+
+  private async rebuild(session: UploadSession): Promise<RunningHash> {
+    const running = newRunningHash(session.hashAlgorithm);
+    try {
+      const stored = await this.ctx.blobStore.readUpload(session.id, session.receivedBytes);
+      await hashAll(stored, running);
+    } catch (error) {
+      if (error instanceof BlobNotFoundError) {
+        await this.discard(session.id);
+        throw new RegistryError("BLOB_UPLOAD_UNKNOWN", "the upload's data is gone");
+      }
+      throw error;
+    }
+    if (running.offset !== session.receivedBytes) {
+      throw new Error(
+        `upload ${session.id} holds ${running.offset} bytes, metadata says ${session.receivedBytes}`,
+      );
+    }
+    return running;
+  }
+
+  private async hashStored(id: string, size: number, algorithm: DigestAlgorithm): Promise<string> {
+    const running = newRunningHash(algorithm);
+    await hashAll(await this.ctx.blobStore.readUpload(id, size), running);
+    return running.hash.digest("hex");
+  }
+
+  private async publish(repository: string, id: string, size: number, digest: Digest, hasSession: boolean) {
+    this.hashes.forget(id);
+    await this.ctx.blobStore.commitUpload(id, size, digest);
+    await this.ctx.metadata.recordBlob(repository, digest.value, size, hasSession ? id : undefined);
+  }
+
+  private async discard(id: string): Promise<void> {
+    this.hashes.forget(id);
+    await this.ctx.metadata.deleteUploadSession(id);
+    await this.ctx.blobStore.deleteUpload(id);
+  }
+}
+
+function rangeNotSatisfiable(session: UploadSession, message: string): RegistryError {
+  return new RegistryError("BLOB_UPLOAD_INVALID", message, {
+    status: 416,
+    detail: { expectedStart: session.receivedBytes },
+    headers: {
+      Range: uploadRange(session.receivedBytes),
+      Location: uploadLocation(session.repository, session.id),
+      "Docker-Upload-UUID": session.id,
+    },
+  });
+}
+
+/** The spec's `Range: 0-<end-of-range>`; an empty upload reports `0-0`, as Distribution does. */
+export function uploadRange(offset: number): string {
+  return `0-${Math.max(0, offset - 1)}`;
+}
+
+export function uploadLocation(repository: string, id: string): string {
+  return `/v2/${repository}/blobs/uploads/${id}`;
+}
+
+async function* hashed(source: AsyncIterable<Buffer>, running: RunningHash): AsyncGenerator<Buffer> {
+  for await (const chunk of source) {
+    running.hash.update(chunk);
+    running.offset += chunk.length;
+    yield chunk;
+  }
+}
+
+async function hashAll(source: AsyncIterable<Buffer>, running: RunningHash): Promise<void> {
+  for await (const chunk of source) {
+    running.hash.update(chunk);
+    running.offset += chunk.length;
+  }
+}

@@ -1,0 +1,41 @@
+import type { Readable } from "node:stream";
+import type { Digest } from "../oci/digest.js";
+import type { ByteRange } from "../oci/range.js";
+
+/**
+ * Where blob bytes live. Content is addressed by digest and immutable once published; uploads are
+ * private scratch objects until `commitUpload` publishes them. Metadata (which repository may see
+ * what) lives in the MetadataStore, never here.
+ */
+export interface BlobStore {
+  /** Creates an empty scratch object for an upload session. */
+  createUpload(uploadId: string): Promise<void>;
+  /**
+   * Writes `source` into the upload starting at `offset` and makes it durable before resolving with
+   * the number of bytes written. Bytes past `offset` from an earlier failed write are overwritten.
+   */
+  writeUpload(uploadId: string, offset: number, source: AsyncIterable<Buffer>): Promise<number>;
+  /** Reads the first `length` bytes of an upload, to rebuild a running hash on another process. */
+  readUpload(uploadId: string, length: number): Promise<Readable>;
+  /** Publishes the first `size` bytes of the upload as blob `digest`, durably and atomically. */
+  commitUpload(uploadId: string, size: number, digest: Digest): Promise<void>;
+  deleteUpload(uploadId: string): Promise<void>;
+
+  /** Durably stores small content whose digest the caller has verified (manifests). */
+  putBlob(digest: Digest, bytes: Buffer): Promise<void>;
+  /** Streams a blob or a byte range of it; rejects with BlobNotFoundError when absent. */
+  readBlob(digest: Digest, range?: ByteRange): Promise<Readable>;
+  readBlobBytes(digest: Digest): Promise<Buffer>;
+  /** Size in bytes, or undefined when the store does not hold it. */
+  statBlob(digest: Digest): Promise<number | undefined>;
+  deleteBlob(digest: Digest): Promise<void>;
+  /** Cheap check that the store can be read and written, for readiness probes. */
+  ping(): Promise<void>;
+}
+
+export class BlobNotFoundError extends Error {
+  constructor(what: string) {
+    super(`not found in blob store: ${what}`);
+    this.name = "BlobNotFoundError";
+  }
+}

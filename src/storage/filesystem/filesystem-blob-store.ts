@@ -1,0 +1,183 @@
+import { randomUUID } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { Digest } from "../../oci/digest.js";
+import type { ByteRange } from "../../oci/range.js";
+import { BlobNotFoundError, type BlobStore } from "../blob-store.js";
+
+const uploadIdGrammar = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * Blobs as content-addressed files: `<root>/blobs/<algorithm>/<first two hex>/<hex>`.
+ * Uploads are files under `<root>/uploads`, on the same filesystem so publishing is one rename.
+ * Paths are built only from parsed digests and UUIDs, never from raw request text.
+ */
+export class FilesystemBlobStore implements BlobStore {
+  private readonly blobsDir: string;
+  private readonly uploadsDir: string;
+  private readonly tmpDir: string;
+  private readonly knownDirs = new Set<string>();
+
+  private constructor(root: string) {
+    this.blobsDir = join(root, "blobs");
+    this.uploadsDir = join(root, "uploads");
+    this.tmpDir = join(root, "tmp");
+  }
+
+  static async open(root: string): Promise<FilesystemBlobStore> {
+    const store = new FilesystemBlobStore(root);
+    for (const dir of [store.blobsDir, store.uploadsDir, store.tmpDir]) await mkdir(dir, { recursive: true });
+    // Leftovers of writes a crash interrupted; nothing points at them.
+    await rm(store.tmpDir, { recursive: true, force: true });
+    await mkdir(store.tmpDir, { recursive: true });
+    return store;
+  }
+
+  private uploadPath(uploadId: string): string {
+    if (!uploadIdGrammar.test(uploadId)) throw new Error(`invalid upload id ${JSON.stringify(uploadId)}`);
+    return join(this.uploadsDir, uploadId);
+  }
+
+  private blobPath(digest: Digest): string {
+    return join(this.blobsDir, digest.algorithm, digest.encoded.slice(0, 2), digest.encoded);
+  }
+
+  async createUpload(uploadId: string): Promise<void> {
+    const handle = await open(this.uploadPath(uploadId), "wx");
+    await handle.close();
+  }
+
+  async writeUpload(uploadId: string, offset: number, source: AsyncIterable<Buffer>): Promise<number> {
+    const handle = await open(this.uploadPath(uploadId), "r+");
+    try {
+      const sink = createWriteStream("", {
+        fd: handle.fd,
+        start: offset,
+        autoClose: false,
+        highWaterMark: 1 << 20,
+      });
+      await pipeline(source, sink);
+      await handle.sync();
+      return sink.bytesWritten;
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async readUpload(uploadId: string, length: number): Promise<Readable> {
+    const path = this.uploadPath(uploadId);
+    const handle = await open(path, "r").catch((error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") throw new BlobNotFoundError(`upload ${uploadId}`);
+      throw error;
+    });
+    if (length === 0) {
+      await handle.close();
+      return Readable.from([]);
+    }
+    return handle.createReadStream({ start: 0, end: length - 1, highWaterMark: 1 << 20 });
+  }
+
+  async commitUpload(uploadId: string, size: number, digest: Digest): Promise<void> {
+    const source = this.uploadPath(uploadId);
+    const handle = await open(source, "r+").catch((error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") throw new BlobNotFoundError(`upload ${uploadId}`);
+      throw error;
+    });
+    try {
+      // A failed chunk may have left bytes past the acknowledged size.
+      if ((await handle.stat()).size !== size) await handle.truncate(size);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await this.publish(source, this.blobPath(digest));
+  }
+
+  async deleteUpload(uploadId: string): Promise<void> {
+    await rm(this.uploadPath(uploadId), { force: true });
+  }
+
+  async putBlob(digest: Digest, bytes: Buffer): Promise<void> {
+    const target = this.blobPath(digest);
+    if (await exists(target)) return;
+    const temporary = join(this.tmpDir, randomUUID());
+    const handle = await open(temporary, "wx");
+    try {
+      await handle.writeFile(bytes);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await this.publish(temporary, target);
+  }
+
+  /** Rename into place, then fsync the directory so the new name survives a power loss. */
+  private async publish(source: string, target: string): Promise<void> {
+    const dir = dirname(target);
+    if (!this.knownDirs.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      await syncDirectory(dirname(dir));
+      this.knownDirs.add(dir);
+    }
+    await rename(source, target);
+    await syncDirectory(dir);
+  }
+
+  async readBlob(digest: Digest, range?: ByteRange): Promise<Readable> {
+    const handle = await open(this.blobPath(digest), "r").catch((error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") throw new BlobNotFoundError(digest.value);
+      throw error;
+    });
+    return handle.createReadStream({ start: range?.start ?? 0, end: range?.end, highWaterMark: 1 << 19 });
+  }
+
+  async readBlobBytes(digest: Digest): Promise<Buffer> {
+    try {
+      return await readFile(this.blobPath(digest));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") throw new BlobNotFoundError(digest.value);
+      throw error;
+    }
+  }
+
+  async statBlob(digest: Digest): Promise<number | undefined> {
+    try {
+      return (await stat(this.blobPath(digest))).size;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw error;
+    }
+  }
+
+  async deleteBlob(digest: Digest): Promise<void> {
+    await rm(this.blobPath(digest), { force: true });
+  }
+
+  async ping(): Promise<void> {
+    const probe = join(this.tmpDir, `ping-${randomUUID()}`);
+    const handle = await open(probe, "wx");
+    await handle.close();
+    await rm(probe, { force: true });
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function syncDirectory(path: string): Promise<void> {
+  const handle = await open(path, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
