@@ -175,7 +175,14 @@ export class UploadService {
     const running =
       this.hashes.take(session.id, offset, session.hashAlgorithm) ?? (await this.rebuild(session));
     // From here the running hash is consumed: on any failure it is simply not kept, and rebuilt next time.
-    const written = await this.ctx.blobStore.writeUpload(session.id, offset, hashed(body, running));
+    const written = await this.ctx.blobStore
+      .writeUpload(session.id, offset, hashed(body, running))
+      .catch(async (error: unknown) => {
+        if (!(error instanceof BlobNotFoundError)) throw error;
+        // The session outlived its bytes (a crash before they were durable): the client must start over.
+        await this.discard(session.id);
+        throw new RegistryError("BLOB_UPLOAD_UNKNOWN", "the upload's data is gone");
+      });
     const expected = chunk.range ? chunk.range.end - chunk.range.start + 1 : (chunk.length ?? written);
     if (written !== expected) {
       throw new RegistryError("SIZE_INVALID", `received ${written} bytes, the request announced ${expected}`);

@@ -51,7 +51,10 @@ export class FilesystemBlobStore implements BlobStore {
   }
 
   async writeUpload(uploadId: string, offset: number, source: AsyncIterable<Buffer>): Promise<number> {
-    const handle = await open(this.uploadPath(uploadId), "r+");
+    const handle = await open(this.uploadPath(uploadId), "r+").catch((error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") throw new BlobNotFoundError(`upload ${uploadId}`);
+      throw error;
+    });
     try {
       const sink = createWriteStream("", {
         fd: handle.fd,
