@@ -1,9 +1,7 @@
 import { randomUUID } from "node:crypto";
-import { createWriteStream } from "node:fs";
-import { mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
+import { type FileHandle, mkdir, open, readFile, rename, rm, stat, truncate } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import type { Digest } from "../../oci/digest.js";
 import type { ByteRange } from "../../oci/range.js";
 import { BlobNotFoundError, type BlobStore } from "../blob-store.js";
@@ -51,20 +49,60 @@ export class FilesystemBlobStore implements BlobStore {
   }
 
   async writeUpload(uploadId: string, offset: number, source: AsyncIterable<Buffer>): Promise<number> {
-    const handle = await open(this.uploadPath(uploadId), "r+").catch((error: NodeJS.ErrnoException) => {
+    const path = this.uploadPath(uploadId);
+    const handle = await open(path, "r+").catch((error: NodeJS.ErrnoException) => {
       if (error.code === "ENOENT") throw new BlobNotFoundError(`upload ${uploadId}`);
       throw error;
     });
     try {
-      const sink = createWriteStream("", {
-        fd: handle.fd,
-        start: offset,
-        autoClose: false,
-        highWaterMark: 1 << 20,
-      });
-      await pipeline(source, sink);
+      // Plain positioned writes, not an fs stream over handle.fd: a destroyed fs stream closes its fd
+      // whatever autoClose says, and closing that number again below could close a file that another
+      // request has opened since (and it masked the real error, e.g. ENOSPC, with EBADF).
+      // Chunks are batched into one writev of a few MiB, issued while the next batch arrives, and the
+      // disk is flushed as the upload goes, so the final sync has little left to wait for.
+      let position = offset;
+      let batch: Buffer[] = [];
+      let batchBytes = 0;
+      let writing: Promise<void> = Promise.resolve();
+      let flushing: Promise<void> | undefined;
+      let unflushed = 0;
+      const issue = async (buffers: Buffer[], at: number) => {
+        await writing;
+        writing = writeFully(handle, buffers, at);
+        writing.catch(() => undefined);
+      };
+      for await (const chunk of source) {
+        batch.push(chunk);
+        batchBytes += chunk.length;
+        if (batchBytes >= writeBatchBytes) {
+          await issue(batch, position);
+          position += batchBytes;
+          unflushed += batchBytes;
+          batch = [];
+          batchBytes = 0;
+          if (unflushed >= flushEveryBytes && flushing === undefined) {
+            unflushed = 0;
+            flushing = writing
+              .then(() => handle.datasync())
+              .finally(() => {
+                flushing = undefined;
+              });
+            flushing.catch(() => undefined);
+          }
+        }
+      }
+      if (batchBytes > 0) {
+        await issue(batch, position);
+        position += batchBytes;
+      }
+      await writing;
+      await flushing;
       await handle.sync();
-      return sink.bytesWritten;
+      return position - offset;
+    } catch (error) {
+      // Bytes past the acknowledged offset are never served; dropping them now frees a full disk at once.
+      await truncate(path, offset).catch(() => undefined);
+      throw error;
     } finally {
       await handle.close();
     }
@@ -111,6 +149,11 @@ export class FilesystemBlobStore implements BlobStore {
     try {
       await handle.writeFile(bytes);
       await handle.sync();
+    } catch (error) {
+      // A half-written file must not linger (until the next restart) holding the space it failed to get.
+      await handle.close().catch(() => undefined);
+      await rm(temporary, { force: true });
+      throw error;
     } finally {
       await handle.close();
     }
@@ -165,6 +208,35 @@ export class FilesystemBlobStore implements BlobStore {
     await handle.close();
     await rm(probe, { force: true });
   }
+}
+
+/** Bytes gathered before one write system call. */
+const writeBatchBytes = 4 * 1024 * 1024;
+/** Bytes written between background flushes to disk during an upload. */
+const flushEveryBytes = 64 * 1024 * 1024;
+
+async function writeFully(handle: FileHandle, buffers: Buffer[], position: number): Promise<void> {
+  let pending = buffers;
+  let at = position;
+  while (pending.length > 0) {
+    const { bytesWritten } = await handle.writev(pending, at);
+    at += bytesWritten;
+    pending = dropWritten(pending, bytesWritten);
+  }
+}
+
+/** What is left of `buffers` after a short write of `written` bytes. */
+function dropWritten(buffers: Buffer[], written: number): Buffer[] {
+  let skip = written;
+  let index = 0;
+  while (index < buffers.length && skip >= (buffers[index]?.length ?? 0)) {
+    skip -= buffers[index]?.length ?? 0;
+    index++;
+  }
+  const rest = buffers.slice(index);
+  const first = rest[0];
+  if (first && skip > 0) rest[0] = first.subarray(skip);
+  return rest;
 }
 
 async function exists(path: string): Promise<boolean> {
