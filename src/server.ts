@@ -66,7 +66,15 @@ export async function startBerth(
       );
       deadline.unref();
       app.server.closeIdleConnections();
-      await app.close();
+      // server.close() closes idle keep-alive connections only once; a connection whose request was still
+      // in flight goes idle later and would otherwise hold the close open until the deadline.
+      const idleSweep = setInterval(() => app.server.closeIdleConnections(), 50);
+      idleSweep.unref();
+      try {
+        await app.close();
+      } finally {
+        clearInterval(idleSweep);
+      }
       clearTimeout(deadline);
       await registry.close();
     })();

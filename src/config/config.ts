@@ -68,6 +68,13 @@ export const configSchema = z.strictObject({
     .strictObject({
       /** Time allowed to receive a request's headers. */
       headersTimeoutSeconds: positiveInt.default(60),
+      /** A connection that sends and receives nothing for this long is closed, mid-request too. */
+      idleTimeoutSeconds: positiveInt.default(120),
+      /**
+       * A request body must average at least this many bytes per second over each idle-timeout
+       * period, or the connection is closed (slow-body attacks); 0 turns the check off.
+       */
+      minBodyBytesPerSecond: z.number().int().nonnegative().default(1024),
       /** Idle keep-alive connections are closed after this. */
       keepAliveTimeoutSeconds: positiveInt.default(75),
       /** On SIGTERM, requests in flight get this long to finish. */

@@ -1,3 +1,5 @@
+import { STATUS_CODES } from "node:http";
+import type { Duplex } from "node:stream";
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
@@ -7,9 +9,9 @@ import Fastify, {
 } from "fastify";
 import type { BerthConfig } from "../config/config.js";
 import { RegistryError } from "../oci/errors.js";
-import { parseRepositoryName } from "../oci/repository-name.js";
+import { isRepositoryName, parseRepositoryName } from "../oci/repository-name.js";
 import type { Registry } from "../registry/registry.js";
-import type { RouteHandler } from "./request-context.js";
+import { hasBody, type RouteHandler } from "./request-context.js";
 import { matchRoute, type RouteName } from "./route-table.js";
 import { baseRoutes } from "./routes/base.js";
 import { blobRoutes } from "./routes/blobs.js";
@@ -45,7 +47,26 @@ export function buildApp(
     exposeHeadRoutes: false,
     // Uploads of many GiB may legitimately take long; idle sockets are bounded by the server timeouts below.
     requestTimeout: 0,
+    connectionTimeout: config.http.idleTimeoutSeconds * 1000,
     keepAliveTimeout: config.http.keepAliveTimeoutSeconds * 1000,
+    // Node checks headersTimeout only this often (30 s by default), which would let a slowloris
+    // client hold a socket far past the configured limit.
+    http: { connectionsCheckingInterval: 1000 },
+    clientErrorHandler: (error, socket) => answerClientError(error, socket),
+    // Malformed percent-encoding never reaches the dispatcher; answer it in the spec's shape too.
+    frameworkErrors: (error, request, reply) => {
+      const rawUrl = request.raw.url ?? "/";
+      const match = matchRoute(rawUrl.split("?", 1)[0] ?? "/");
+      const refusal =
+        match && match.name !== "" && !isRepositoryName(match.name)
+          ? new RegistryError("NAME_INVALID", "invalid repository name", {
+              detail: { name: match.name.slice(0, 300) },
+            })
+          : match?.route === "blob"
+            ? new RegistryError("DIGEST_INVALID", "invalid digest format")
+            : new RegistryError("UNSUPPORTED", "malformed request URL", { status: error.statusCode ?? 400 });
+      sendError(reply, refusal, config);
+    },
     return503OnClosing: true,
     routerOptions: { maxParamLength: 8192 },
     genReqId: () => Math.random().toString(36).slice(2, 12),
@@ -59,6 +80,28 @@ export function buildApp(
   app.addHook("onRequest", async (_request, reply) => {
     reply.header("Docker-Distribution-API-Version", "registry/2.0");
   });
+  if (config.http.minBodyBytesPerSecond > 0) {
+    // A body trickled a byte at a time never trips the idle timeout yet holds a socket (and an
+    // upload's lock) indefinitely: past each window, the body must have kept up a minimum average rate.
+    const windowSeconds = config.http.idleTimeoutSeconds;
+    const minimum = config.http.minBodyBytesPerSecond * windowSeconds;
+    app.addHook("onRequest", async (request) => {
+      if (!hasBody(request.raw)) return;
+      const socket = request.raw.socket;
+      let seen = socket.bytesRead;
+      const timer = setInterval(() => {
+        const received = socket.bytesRead - seen;
+        seen = socket.bytesRead;
+        if (received >= minimum) return;
+        request.log.info({ received, windowSeconds }, "request body too slow; closing the connection");
+        socket.destroy();
+      }, windowSeconds * 1000);
+      timer.unref();
+      const stop = () => clearInterval(timer);
+      request.raw.once("end", stop);
+      request.raw.once("close", stop);
+    });
+  }
   app.addHook("onResponse", async (request, reply) => {
     request.log.info(
       {
@@ -109,6 +152,16 @@ export function buildApp(
       return;
     }
     const code = (error as { code?: string }).code;
+    if (code === "ENOSPC" || code === "EDQUOT" || code === "SQLITE_FULL") {
+      // Checked before the disconnect case: a failed write also ends the request body it was consuming.
+      request.log.error({ err: error }, "storage is full");
+      sendError(
+        reply,
+        new RegistryError("UNAVAILABLE", "the registry is out of storage space", { status: 507 }),
+        config,
+      );
+      return;
+    }
     if (code === "ERR_STREAM_PREMATURE_CLOSE" || code === "ECONNRESET" || request.raw.destroyed) {
       // The client went away mid-body; nothing to answer, and the partial write was never acknowledged.
       request.log.info({ code }, "client disconnected");
@@ -125,6 +178,28 @@ export function buildApp(
   });
 
   return app;
+}
+
+/**
+ * Requests Node's parser refuses (malformed, headers too large, headers too slow) get the spec's error
+ * body too, instead of the framework's own JSON shape.
+ */
+function answerClientError(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === "ECONNRESET" || socket.destroyed) return;
+  const [status, message] =
+    error.code === "HPE_HEADER_OVERFLOW"
+      ? [431, "request headers are too large"]
+      : error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? [408, "request headers took too long"]
+        : [400, "malformed HTTP request"];
+  const body = JSON.stringify(new RegistryError("UNSUPPORTED", message, { status }).toBody());
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
 }
 
 function sendError(reply: FastifyReply, error: RegistryError, config: BerthConfig): void {

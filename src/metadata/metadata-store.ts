@@ -19,7 +19,11 @@ export interface MetadataStore {
   /** Removes the blob from the repository; false when it was not there. */
   unlinkBlob(repository: string, digest: string): Promise<boolean>;
 
-  createUploadSession(session: NewUploadSession): Promise<void>;
+  /**
+   * Records a new session unless `limit` sessions are open already; false then. The count and the
+   * insert are one step, so a burst of starts cannot overshoot the limit.
+   */
+  createUploadSession(session: NewUploadSession, limit: number): Promise<boolean>;
   countUploadSessions(): Promise<number>;
   getUploadSession(id: string): Promise<UploadSession | undefined>;
   /** Compare-and-set of the received byte count, so two writers can never both advance it. */
@@ -34,6 +38,8 @@ export interface MetadataStore {
    * Records a manifest (and the tag, if any) in one transaction after checking that every reference
    * is present in the repository. Returns the references that are missing; nothing is written then.
    */
+  /** The same check putManifest makes, without writing: lets a refused manifest's bytes never be stored. */
+  missingReferences(repository: string, references: ManifestReference[]): Promise<MissingReference[]>;
   putManifest(
     repository: string,
     manifest: NewManifest,

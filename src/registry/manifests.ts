@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { LRUCache } from "lru-cache";
-import type { ManifestRecord } from "../metadata/metadata-store.js";
+import type { ManifestRecord, MissingReference } from "../metadata/metadata-store.js";
 import { type Digest, digestFromHex, parseDigest } from "../oci/digest.js";
 import { RegistryError } from "../oci/errors.js";
 import { parseManifest } from "../oci/manifest.js";
@@ -34,6 +34,10 @@ export class ManifestService {
       });
     }
     const manifest = parseManifest(bytes, contentType);
+    // Checked before the bytes are stored too, so a refused manifest leaves no file behind (the
+    // transaction below checks again, against a concurrent delete).
+    const missingBefore = await this.ctx.metadata.missingReferences(repository, manifest.references);
+    if (missingBefore.length > 0) throw missingReferencesError(missingBefore);
     // Content before pointers: the bytes are durable before metadata can name them.
     await this.ctx.blobStore.putBlob(digest, bytes);
     const missing = await this.ctx.metadata.putManifest(
@@ -50,21 +54,7 @@ export class ManifestService {
       },
       reference.kind === "tag" ? reference.tag : undefined,
     );
-    if (missing.length > 0) {
-      const wrongSize = missing.find((m) => m.actualSize !== undefined);
-      if (wrongSize) {
-        throw new RegistryError("MANIFEST_INVALID", `descriptor size does not match ${wrongSize.digest}`, {
-          detail: { digest: wrongSize.digest, size: wrongSize.actualSize },
-        });
-      }
-      throw new RegistryError(
-        "MANIFEST_BLOB_UNKNOWN",
-        `manifest references ${missing.length} unknown blob(s) or manifest(s)`,
-        {
-          detail: missing.map((m) => ({ digest: m.digest, kind: m.kind })),
-        },
-      );
-    }
+    if (missing.length > 0) throw missingReferencesError(missing);
     this.cache.set(digest.value, bytes);
     return { digest, subject: manifest.subject?.value };
   }
@@ -107,6 +97,22 @@ export class ManifestService {
     if (!deleted)
       throw new RegistryError("MANIFEST_UNKNOWN", undefined, { detail: { reference: describe(reference) } });
   }
+}
+
+function missingReferencesError(missing: MissingReference[]): RegistryError {
+  const wrongSize = missing.find((m) => m.actualSize !== undefined);
+  if (wrongSize) {
+    return new RegistryError("MANIFEST_INVALID", `descriptor size does not match ${wrongSize.digest}`, {
+      detail: { digest: wrongSize.digest, size: wrongSize.actualSize },
+    });
+  }
+  return new RegistryError(
+    "MANIFEST_BLOB_UNKNOWN",
+    `manifest references ${missing.length} unknown blob(s) or manifest(s)`,
+    {
+      detail: missing.map((m) => ({ digest: m.digest, kind: m.kind })),
+    },
+  );
 }
 
 function describe(reference: Reference): string {

@@ -36,14 +36,20 @@ export class UploadService {
 
   async start(repository: string, hashAlgorithm: DigestAlgorithm = "sha256"): Promise<UploadStatus> {
     const { metadata, blobStore, config } = this.ctx;
-    if ((await metadata.countUploadSessions()) >= config.limits.uploadSessions) {
+    const id = randomUUID();
+    await blobStore.createUpload(id);
+    const session = { id, repository, hashAlgorithm, now: Date.now() };
+    const limit = config.limits.uploadSessions;
+    // At the limit, sessions past their idle time (swept only every few minutes) make room first.
+    if (
+      !(await metadata.createUploadSession(session, limit)) &&
+      ((await this.purgeIdle()) === 0 || !(await metadata.createUploadSession(session, limit)))
+    ) {
+      await blobStore.deleteUpload(id);
       throw new RegistryError("TOOMANYREQUESTS", "too many upload sessions in progress; retry later", {
         headers: { "Retry-After": "30" },
       });
     }
-    const id = randomUUID();
-    await blobStore.createUpload(id);
-    await metadata.createUploadSession({ id, repository, hashAlgorithm, now: Date.now() });
     return { id, repository, offset: 0 };
   }
 
@@ -60,7 +66,11 @@ export class UploadService {
   ): Promise<UploadStatus> {
     return this.locks.run(id, async () => {
       const session = await this.session(repository, id);
-      const running = await this.write(session, body, chunk);
+      const running = await this.write(session, body, chunk).catch(async (error: unknown) => {
+        if (!(error instanceof UploadBytesMissing)) throw error;
+        await this.discard(id);
+        throw error.toRegistryError();
+      });
       this.hashes.keep(id, running);
       return { id, repository, offset: running.offset };
     });
@@ -79,10 +89,24 @@ export class UploadService {
   ): Promise<{ size: number }> {
     return this.locks.run(id, async () => {
       const session = await this.session(repository, id);
-      const running = body
-        ? await this.write(session, body, chunk)
-        : (this.hashes.take(id, session.receivedBytes, session.hashAlgorithm) ??
-          (await this.rebuild(session)));
+      let running: RunningHash;
+      try {
+        running = body
+          ? await this.write(session, body, chunk)
+          : (this.hashes.take(id, session.receivedBytes, session.hashAlgorithm) ??
+            (await this.rebuild(session)));
+      } catch (error) {
+        if (!(error instanceof UploadBytesMissing)) throw error;
+        // A crash between publishing the blob and recording it leaves the session without its bytes and
+        // the verified blob in place (only verified content is ever published): the retried PUT completes,
+        // linking the blob and closing the session in one transaction so no later crash can split them.
+        if (body === undefined && (await this.ctx.blobStore.statBlob(digest)) === session.receivedBytes) {
+          await this.ctx.metadata.recordBlob(repository, digest.value, session.receivedBytes, id);
+          return { size: session.receivedBytes };
+        }
+        await this.discard(id);
+        throw error.toRegistryError();
+      }
       const size = running.offset;
       const actual =
         digest.algorithm === running.algorithm
@@ -177,11 +201,8 @@ export class UploadService {
     // From here the running hash is consumed: on any failure it is simply not kept, and rebuilt next time.
     const written = await this.ctx.blobStore
       .writeUpload(session.id, offset, hashed(body, running))
-      .catch(async (error: unknown) => {
-        if (!(error instanceof BlobNotFoundError)) throw error;
-        // The session outlived its bytes (a crash before they were durable): the client must start over.
-        await this.discard(session.id);
-        throw new RegistryError("BLOB_UPLOAD_UNKNOWN", "the upload's data is gone");
+      .catch((error: unknown) => {
+        throw error instanceof BlobNotFoundError ? new UploadBytesMissing() : error;
       });
     const expected = chunk.range ? chunk.range.end - chunk.range.start + 1 : (chunk.length ?? written);
     if (written !== expected) {
@@ -211,10 +232,7 @@ export class UploadService {
       const stored = await this.ctx.blobStore.readUpload(session.id, session.receivedBytes);
       await hashAll(stored, running);
     } catch (error) {
-      if (error instanceof BlobNotFoundError) {
-        await this.discard(session.id);
-        throw new RegistryError("BLOB_UPLOAD_UNKNOWN", "the upload's data is gone");
-      }
+      if (error instanceof BlobNotFoundError) throw new UploadBytesMissing();
       throw error;
     }
     if (running.offset !== session.receivedBytes) {
@@ -241,6 +259,16 @@ export class UploadService {
     this.hashes.forget(id);
     await this.ctx.metadata.deleteUploadSession(id);
     await this.ctx.blobStore.deleteUpload(id);
+  }
+}
+
+/**
+ * The session is recorded but its bytes are gone (a crash before they were durable, or after they were
+ * published). Callers decide whether the session can still complete before answering BLOB_UPLOAD_UNKNOWN.
+ */
+class UploadBytesMissing extends Error {
+  toRegistryError(): RegistryError {
+    return new RegistryError("BLOB_UPLOAD_UNKNOWN", "the upload's data is gone; start the upload again");
   }
 }
 

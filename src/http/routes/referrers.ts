@@ -15,7 +15,12 @@ async function listReferrers({ reply, registry, name, target, query }: RouteCont
     if (artifactType !== undefined) params.artifactType = artifactType;
     reply.header("Link", nextLink(`/v2/${name}/referrers/${subject.value}`, params));
   }
-  reply.code(200).header("Content-Type", mediaTypes.ociIndex).send(JSON.stringify(index));
+  // A Buffer, not a string: Fastify appends "; charset=utf-8" to JSON types sent as strings, and the
+  // Content-Type "MUST be set to application/vnd.oci.image.index.v1+json" (conformance compares it exactly).
+  reply
+    .code(200)
+    .header("Content-Type", mediaTypes.ociIndex)
+    .send(Buffer.from(JSON.stringify(index)));
 }
 
 export const referrerRoutes = { GET: listReferrers };

@@ -1,5 +1,6 @@
 import Database from "better-sqlite3";
 import type { DigestAlgorithm } from "../../oci/digest.js";
+import type { ManifestReference } from "../../oci/manifest.js";
 import type {
   ManifestRecord,
   MetadataStore,
@@ -97,14 +98,16 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.statements.unlinkBlob.run(id, digest).changes > 0;
   }
 
-  async createUploadSession(session: NewUploadSession): Promise<void> {
-    this.statements.insertUpload.run(
+  async createUploadSession(session: NewUploadSession, limit: number): Promise<boolean> {
+    const inserted = this.statements.insertUpload.run(
       session.id,
       session.repository,
       session.hashAlgorithm,
       session.now,
       session.now,
+      limit,
     );
+    return inserted.changes === 1;
   }
 
   async countUploadSessions(): Promise<number> {
@@ -138,14 +141,9 @@ export class SqliteMetadataStore implements MetadataStore {
     return row && toManifestRecord(row);
   }
 
-  private readonly putManifestTransaction = (
-    repository: string,
-    manifest: NewManifest,
-    tag: string | undefined,
-  ): MissingReference[] => {
-    const id = this.repositoryId(repository);
+  private findMissing(id: number | undefined, references: ManifestReference[]): MissingReference[] {
     const missing: MissingReference[] = [];
-    for (const reference of manifest.references) {
+    for (const reference of references) {
       if (reference.kind === "manifest") {
         const found =
           id === undefined
@@ -166,6 +164,20 @@ export class SqliteMetadataStore implements MetadataStore {
           missing.push({ digest: reference.digest.value, kind: reference.kind, actualSize: found.size });
       }
     }
+    return missing;
+  }
+
+  async missingReferences(repository: string, references: ManifestReference[]): Promise<MissingReference[]> {
+    return this.findMissing(this.repositoryId(repository), references);
+  }
+
+  private readonly putManifestTransaction = (
+    repository: string,
+    manifest: NewManifest,
+    tag: string | undefined,
+  ): MissingReference[] => {
+    const id = this.repositoryId(repository);
+    const missing = this.findMissing(id, manifest.references);
     if (missing.length > 0) return missing;
     const repositoryId = id ?? this.ensureRepository(repository, manifest.now);
     this.statements.insertBlob.run(manifest.digest, manifest.size, manifest.now);
@@ -316,7 +328,7 @@ function prepareStatements(db: Database.Database) {
     ),
     insertUpload: db.prepare(
       `INSERT INTO upload_sessions (id, repository, received_bytes, hash_algorithm, started_at, updated_at)
-       VALUES (?, ?, 0, ?, ?, ?)`,
+       SELECT ?, ?, 0, ?, ?, ? WHERE (SELECT count(*) FROM upload_sessions) < ?`,
     ),
     countUploads: db.prepare("SELECT count(*) AS count FROM upload_sessions"),
     getUpload: db.prepare("SELECT * FROM upload_sessions WHERE id = ?"),

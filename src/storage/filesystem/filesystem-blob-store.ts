@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { createReadStream } from "node:fs";
 import { type FileHandle, mkdir, open, readFile, rename, rm, stat, truncate } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
@@ -118,7 +119,7 @@ export class FilesystemBlobStore implements BlobStore {
       await handle.close();
       return Readable.from([]);
     }
-    return handle.createReadStream({ start: 0, end: length - 1, highWaterMark: 1 << 20 });
+    return createReadStream("", { fd: handle, start: 0, end: length - 1, highWaterMark: 1 << 20 });
   }
 
   async commitUpload(uploadId: string, size: number, digest: Digest): Promise<void> {
@@ -177,7 +178,14 @@ export class FilesystemBlobStore implements BlobStore {
       if (error.code === "ENOENT") throw new BlobNotFoundError(digest.value);
       throw error;
     });
-    return handle.createReadStream({ start: range?.start ?? 0, end: range?.end, highWaterMark: 1 << 19 });
+    // fs.createReadStream over the handle, not handle.createReadStream(): piped into a Fastify reply, the
+    // latter left the keep-alive connection marked busy, so a graceful close waited for its deadline.
+    return createReadStream("", {
+      fd: handle,
+      start: range?.start ?? 0,
+      end: range?.end,
+      highWaterMark: 1 << 19,
+    });
   }
 
   async readBlobBytes(digest: Digest): Promise<Buffer> {
