@@ -3,6 +3,10 @@ import { Command, Option } from "commander";
 import { ConfigError, loadConfig } from "../config/config.js";
 import { startBerth } from "../server.js";
 
+// fsyncs, file reads and writes all run on libuv's thread pool; its default of 4 threads would queue
+// every pull behind a handful of concurrent uploads' flushes. Read when the pool first starts.
+process.env.UV_THREADPOOL_SIZE ??= "16";
+
 const program = new Command();
 program
   .name("berth")

@@ -49,7 +49,9 @@ interface Image {
 }
 
 /** Idle time before RSS is read, so buffers of the last requests are released and GC has run. */
-const settleMs = 4000;
+// Long enough for V8's memory reducer to run its idle-time collections after traffic stops, so the
+// readings after warm-up and at the end are taken in the same state.
+const settleMs = 10_000;
 
 export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const clients = options.clients ?? 32;
@@ -205,17 +207,27 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     await sleep(settleMs);
   };
 
+  /** Lowest of a few readings a moment apart: one reading can catch a collection half done. */
+  const quietRss = async () => {
+    let lowest = Number.POSITIVE_INFINITY;
+    for (let sample = 0; sample < 5; sample++) {
+      lowest = Math.min(lowest, await berth.rssKiB());
+      await sleep(400);
+    }
+    return lowest;
+  };
+
   try {
     await berth.start();
     await phase(warmupSeconds);
-    report.rssAfterWarmupKiB = await berth.rssKiB();
+    report.rssAfterWarmupKiB = await quietRss();
     log(`after warm-up: ${report.requests} requests, RSS ${report.rssAfterWarmupKiB} KiB`);
     const minutes = Math.ceil(options.seconds / 60);
     for (let minute = 0; minute < minutes; minute++) {
       await phase(Math.min(60, options.seconds - minute * 60));
       log(`minute ${minute + 1}/${minutes}: ${report.requests} requests, RSS ${await berth.rssKiB()} KiB`);
     }
-    report.rssEndKiB = await berth.rssKiB();
+    report.rssEndKiB = await quietRss();
     if (!berth.alive) fail("berth exited");
   } finally {
     await berth.stop("SIGTERM");

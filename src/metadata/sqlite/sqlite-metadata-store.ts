@@ -9,6 +9,7 @@ import type {
   NewUploadSession,
   UploadSession,
 } from "../metadata-store.js";
+import { GroupCommit } from "./group-commit.js";
 import { migrations } from "./schema.js";
 
 interface ManifestRow {
@@ -40,11 +41,15 @@ const manifestColumns =
 export class SqliteMetadataStore implements MetadataStore {
   private readonly db: Database.Database;
   private readonly statements: ReturnType<typeof prepareStatements>;
+  private readonly groupCommit: GroupCommit | undefined;
 
   constructor(path: string, options: { synchronous: "full" | "normal" }) {
     this.db = new Database(path);
     this.db.pragma("journal_mode = WAL");
-    this.db.pragma(`synchronous = ${options.synchronous === "full" ? "FULL" : "NORMAL"}`);
+    // NORMAL: commits reach the WAL without an fsync on the event loop; with "full", GroupCommit then
+    // flushes the WAL off the event loop before any write is acknowledged.
+    this.db.pragma("synchronous = NORMAL");
+    this.groupCommit = options.synchronous === "full" ? new GroupCommit(`${path}-wal`) : undefined;
     // Another process (a CLI command) may hold the write lock briefly.
     this.db.pragma("busy_timeout = 5000");
     migrate(this.db);
@@ -78,7 +83,9 @@ export class SqliteMetadataStore implements MetadataStore {
   };
 
   async linkBlob(repository: string, digest: string): Promise<boolean> {
-    return this.db.transaction(this.linkBlobTransaction).immediate(repository, digest, Date.now());
+    return this.durable(
+      this.db.transaction(this.linkBlobTransaction).immediate(repository, digest, Date.now()),
+    );
   }
 
   async recordBlob(repository: string, digest: string, size: number, uploadId?: string): Promise<void> {
@@ -90,12 +97,13 @@ export class SqliteMetadataStore implements MetadataStore {
         if (uploadId !== undefined) this.statements.deleteUpload.run(uploadId);
       })
       .immediate();
+    await this.durable(undefined);
   }
 
   async unlinkBlob(repository: string, digest: string): Promise<boolean> {
     const id = this.repositoryId(repository);
     if (id === undefined) return false;
-    return this.statements.unlinkBlob.run(id, digest).changes > 0;
+    return this.durable(this.statements.unlinkBlob.run(id, digest).changes > 0);
   }
 
   async createUploadSession(session: NewUploadSession, limit: number): Promise<boolean> {
@@ -107,7 +115,7 @@ export class SqliteMetadataStore implements MetadataStore {
       session.now,
       limit,
     );
-    return inserted.changes === 1;
+    return this.durable(inserted.changes === 1);
   }
 
   async countUploadSessions(): Promise<number> {
@@ -120,11 +128,12 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async advanceUploadSession(id: string, from: number, to: number, now: number): Promise<boolean> {
-    return this.statements.advanceUpload.run(to, now, id, from).changes === 1;
+    return this.durable(this.statements.advanceUpload.run(to, now, id, from).changes === 1);
   }
 
   async deleteUploadSession(id: string): Promise<void> {
     this.statements.deleteUpload.run(id);
+    await this.durable(undefined);
   }
 
   async listIdleUploadSessions(before: number, limit: number): Promise<UploadSession[]> {
@@ -210,28 +219,32 @@ export class SqliteMetadataStore implements MetadataStore {
     manifest: NewManifest,
     tag: string | undefined,
   ): Promise<MissingReference[]> {
-    return this.db.transaction(this.putManifestTransaction).immediate(repository, manifest, tag);
+    return this.durable(
+      this.db.transaction(this.putManifestTransaction).immediate(repository, manifest, tag),
+    );
   }
 
   async deleteManifest(repository: string, digest: string): Promise<boolean> {
     const id = this.repositoryId(repository);
     if (id === undefined) return false;
-    return this.db
-      .transaction(() => {
-        const deleted = this.statements.deleteManifest.run(id, digest).changes > 0;
-        if (deleted) {
-          this.statements.deleteTagsOfManifest.run(id, digest);
-          this.statements.deleteReferences.run(id, digest);
-        }
-        return deleted;
-      })
-      .immediate();
+    return this.durable(
+      this.db
+        .transaction(() => {
+          const deleted = this.statements.deleteManifest.run(id, digest).changes > 0;
+          if (deleted) {
+            this.statements.deleteTagsOfManifest.run(id, digest);
+            this.statements.deleteReferences.run(id, digest);
+          }
+          return deleted;
+        })
+        .immediate(),
+    );
   }
 
   async deleteTag(repository: string, tag: string): Promise<boolean> {
     const id = this.repositoryId(repository);
     if (id === undefined) return false;
-    return this.statements.deleteTag.run(id, tag).changes > 0;
+    return this.durable(this.statements.deleteTag.run(id, tag).changes > 0);
   }
 
   async repositoryExists(repository: string): Promise<boolean> {
@@ -276,7 +289,14 @@ export class SqliteMetadataStore implements MetadataStore {
     this.db.prepare("SELECT 1").get();
   }
 
+  /** Waits until the write just committed is on disk, then passes its result on. */
+  private async durable<T>(result: T): Promise<T> {
+    await this.groupCommit?.durable();
+    return result;
+  }
+
   async close(): Promise<void> {
+    await this.groupCommit?.close();
     if (this.db.open) this.db.close();
   }
 }
