@@ -60,6 +60,12 @@ export interface MetadataStore {
     options: { artifactType?: string; limit: number; last?: string },
   ): Promise<ManifestRecord[]>;
 
+  /**
+   * A value that changes whenever any metadata changes, written by this process or another one; listings
+   * are cached only while it stays the same. Undefined when the store cannot tell cheaply (no caching).
+   */
+  changeToken(): Promise<string | undefined>;
+
   ping(): Promise<void>;
   close(): Promise<void>;
 }

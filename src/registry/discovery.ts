@@ -1,3 +1,4 @@
+import { LRUCache } from "lru-cache";
 import type { Digest } from "../oci/digest.js";
 import { RegistryError } from "../oci/errors.js";
 import { mediaTypes } from "../oci/media-types.js";
@@ -23,10 +24,35 @@ export interface ReferrersIndex {
 
 /** Tags, catalog and referrers (distribution-spec "Content Discovery"). */
 export class DiscoveryService {
+  /** Listing pages by query, valid while the metadata's change token stays the same. */
+  private readonly pages = new LRUCache<string, { token: string; page: Page<string> }>({ max: 1000 });
+
   constructor(private readonly ctx: RegistryContext) {}
 
   /** Tags in lexical order; `n` is clamped to the configured page size. */
   async listTags(repository: string, n: number | undefined, last: string | undefined): Promise<Page<string>> {
+    return this.cached(`tags\0${repository}\0${n}\0${last}`, () => this.queryTags(repository, n, last));
+  }
+
+  async listRepositories(n: number | undefined, last: string | undefined): Promise<Page<string>> {
+    return this.cached(`catalog\0${n}\0${last}`, () => this.queryRepositories(n, last));
+  }
+
+  private async cached(key: string, query: () => Promise<Page<string>>): Promise<Page<string>> {
+    const token = await this.ctx.metadata.changeToken();
+    if (token === undefined) return query();
+    const hit = this.pages.get(key);
+    if (hit?.token === token) return hit.page;
+    const page = await query();
+    this.pages.set(key, { token, page });
+    return page;
+  }
+
+  private async queryTags(
+    repository: string,
+    n: number | undefined,
+    last: string | undefined,
+  ): Promise<Page<string>> {
     const limit = this.pageLimit(n);
     if (limit === 0) {
       if (!(await this.ctx.metadata.repositoryExists(repository))) throw nameUnknown(repository);
@@ -37,7 +63,7 @@ export class DiscoveryService {
     return page(tags, limit);
   }
 
-  async listRepositories(n: number | undefined, last: string | undefined): Promise<Page<string>> {
+  private async queryRepositories(n: number | undefined, last: string | undefined): Promise<Page<string>> {
     const limit = this.pageLimit(n);
     if (limit === 0) return { items: [], next: undefined };
     return page(await this.ctx.metadata.listRepositories(limit + 1, last), limit);

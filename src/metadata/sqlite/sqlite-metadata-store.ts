@@ -42,6 +42,8 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly db: Database.Database;
   private readonly statements: ReturnType<typeof prepareStatements>;
   private readonly groupCommit: GroupCommit | undefined;
+  /** Writes through this connection, which SQLite's data_version does not count. */
+  private writes = 0;
 
   constructor(path: string, options: { synchronous: "full" | "normal" }) {
     this.db = new Database(path);
@@ -285,12 +287,18 @@ export class SqliteMetadataStore implements MetadataStore {
     return rows.map(toManifestRecord);
   }
 
+  async changeToken(): Promise<string | undefined> {
+    // data_version moves when another connection (a CLI command, say) commits; it reads shared memory only.
+    return `${this.writes}.${this.statements.dataVersion.get() as number}`;
+  }
+
   async ping(): Promise<void> {
     this.db.prepare("SELECT 1").get();
   }
 
   /** Waits until the write just committed is on disk, then passes its result on. */
   private async durable<T>(result: T): Promise<T> {
+    this.writes++;
     await this.groupCommit?.durable();
     return result;
   }
@@ -325,6 +333,7 @@ function migrate(db: Database.Database): void {
 function prepareStatements(db: Database.Database) {
   return {
     repositoryId: db.prepare("SELECT id FROM repositories WHERE name = ?"),
+    dataVersion: db.prepare("PRAGMA data_version").pluck(),
     insertRepository: db.prepare("INSERT INTO repositories (name, created_at) VALUES (?, ?)"),
     blobExists: db.prepare("SELECT 1 FROM blobs WHERE digest = ?"),
     insertBlob: db.prepare("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?, ?, ?)"),
