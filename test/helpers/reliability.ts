@@ -160,7 +160,8 @@ export async function call(
           ? init.body
           : Buffer.from(init.body),
     redirect: "manual",
-    signal: AbortSignal.timeout(init.timeoutMs ?? 30_000),
+    // Generous: under a loaded CI machine a large upload can take a while; a hang still fails.
+    signal: AbortSignal.timeout(init.timeoutMs ?? 90_000),
   });
   const body = Buffer.from(await response.arrayBuffer());
   return { status: response.status, headers: response.headers, body };
