@@ -26,8 +26,11 @@ export interface MetadataStore {
   createUploadSession(session: NewUploadSession, limit: number): Promise<boolean>;
   countUploadSessions(): Promise<number>;
   getUploadSession(id: string): Promise<UploadSession | undefined>;
-  /** Compare-and-set of the received byte count, so two writers can never both advance it. */
-  advanceUploadSession(id: string, from: number, to: number, now: number): Promise<boolean>;
+  /**
+   * Compare-and-set of the received byte count, so two writers can never both advance it. `durable`
+   * waits until the change is on disk (a PATCH acknowledges it); a closing PUT need not wait.
+   */
+  advanceUploadSession(id: string, from: number, to: number, now: number, durable: boolean): Promise<boolean>;
   deleteUploadSession(id: string): Promise<void>;
   /** Sessions idle since before `before` (ms since epoch). */
   listIdleUploadSessions(before: number, limit: number): Promise<UploadSession[]>;

@@ -4,7 +4,8 @@ import { RegistryError } from "./errors.js";
  * A parsed, validated content digest (image-spec descriptor.md "Digests").
  * Only algorithms the registry can verify are accepted: a digest is a promise we must be able to check.
  */
-export type DigestAlgorithm = "sha256" | "sha512";
+export const digestAlgorithms = ["sha256", "sha512"] as const;
+export type DigestAlgorithm = (typeof digestAlgorithms)[number];
 
 export interface Digest {
   readonly algorithm: DigestAlgorithm;

@@ -11,10 +11,16 @@ export interface BlobStore {
   /** Creates an empty scratch object for an upload session. */
   createUpload(uploadId: string): Promise<void>;
   /**
-   * Writes `source` into the upload starting at `offset` and makes it durable before resolving with
-   * the number of bytes written. Bytes past `offset` from an earlier failed write are overwritten.
+   * Writes `source` into the upload starting at `offset` and resolves with the number of bytes written,
+   * made durable unless `durable` is false (the caller commits the upload next, which syncs anyway).
+   * Bytes past `offset` from an earlier failed write are overwritten.
    */
-  writeUpload(uploadId: string, offset: number, source: AsyncIterable<Buffer>): Promise<number>;
+  writeUpload(
+    uploadId: string,
+    offset: number,
+    source: AsyncIterable<Buffer>,
+    durable?: boolean,
+  ): Promise<number>;
   /** Reads the first `length` bytes of an upload, to rebuild a running hash on another process. */
   readUpload(uploadId: string, length: number): Promise<Readable>;
   /** Publishes the first `size` bytes of the upload as blob `digest`, durably and atomically. */

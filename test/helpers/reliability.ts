@@ -253,8 +253,9 @@ export async function corruptBlobs(dataDir: string): Promise<string[]> {
   const blobsDir = join(dataDir, "blobs");
   const bad: string[] = [];
   for (const path of await listFiles(blobsDir)) {
-    const [algorithm, prefix, encoded, ...rest] = path.split("/");
-    if (!algorithm || !prefix || !encoded || rest.length > 0 || !encoded.startsWith(prefix)) {
+    // The store's layout: blobs/<algorithm>/<encoded>.
+    const [algorithm, encoded, ...rest] = path.split("/");
+    if (!algorithm || !encoded || rest.length > 0) {
       bad.push(`${path}: unexpected path`);
       continue;
     }

@@ -3,14 +3,16 @@ import { createReadStream } from "node:fs";
 import { type FileHandle, mkdir, open, readFile, rename, rm, stat, truncate } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
-import type { Digest } from "../../oci/digest.js";
+import { GroupSync } from "../../group-sync.js";
+import { type Digest, digestAlgorithms } from "../../oci/digest.js";
 import type { ByteRange } from "../../oci/range.js";
 import { BlobNotFoundError, type BlobStore } from "../blob-store.js";
 
 const uploadIdGrammar = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
- * Blobs as content-addressed files: `<root>/blobs/<algorithm>/<first two hex>/<hex>`.
+ * Blobs as content-addressed files: `<root>/blobs/<algorithm>/<hex>`, the OCI image layout's shape. One
+ * directory per algorithm lets concurrent publishes share the directory flush that makes a rename durable.
  * Uploads are files under `<root>/uploads`, on the same filesystem so publishing is one rename.
  * Paths are built only from parsed digests and UUIDs, never from raw request text.
  */
@@ -18,7 +20,8 @@ export class FilesystemBlobStore implements BlobStore {
   private readonly blobsDir: string;
   private readonly uploadsDir: string;
   private readonly tmpDir: string;
-  private readonly knownDirs = new Set<string>();
+  /** Grouped fsyncs of each algorithm's directory, after renames into it. */
+  private readonly directorySyncs = new Map<string, GroupSync>();
 
   private constructor(root: string) {
     this.blobsDir = join(root, "blobs");
@@ -29,6 +32,12 @@ export class FilesystemBlobStore implements BlobStore {
   static async open(root: string): Promise<FilesystemBlobStore> {
     const store = new FilesystemBlobStore(root);
     for (const dir of [store.blobsDir, store.uploadsDir, store.tmpDir]) await mkdir(dir, { recursive: true });
+    for (const algorithm of digestAlgorithms) {
+      const dir = join(store.blobsDir, algorithm);
+      await mkdir(dir, { recursive: true });
+      store.directorySyncs.set(dir, new GroupSync(() => syncDirectory(dir)));
+    }
+    await syncDirectory(store.blobsDir);
     // Leftovers of writes a crash interrupted; nothing points at them.
     await rm(store.tmpDir, { recursive: true, force: true });
     await mkdir(store.tmpDir, { recursive: true });
@@ -41,7 +50,7 @@ export class FilesystemBlobStore implements BlobStore {
   }
 
   private blobPath(digest: Digest): string {
-    return join(this.blobsDir, digest.algorithm, digest.encoded.slice(0, 2), digest.encoded);
+    return join(this.blobsDir, digest.algorithm, digest.encoded);
   }
 
   async createUpload(uploadId: string): Promise<void> {
@@ -49,7 +58,12 @@ export class FilesystemBlobStore implements BlobStore {
     await handle.close();
   }
 
-  async writeUpload(uploadId: string, offset: number, source: AsyncIterable<Buffer>): Promise<number> {
+  async writeUpload(
+    uploadId: string,
+    offset: number,
+    source: AsyncIterable<Buffer>,
+    durable = true,
+  ): Promise<number> {
     const path = this.uploadPath(uploadId);
     const handle = await open(path, "r+").catch((error: NodeJS.ErrnoException) => {
       if (error.code === "ENOENT") throw new BlobNotFoundError(`upload ${uploadId}`);
@@ -98,7 +112,7 @@ export class FilesystemBlobStore implements BlobStore {
       }
       await writing;
       await flushing;
-      await handle.sync();
+      if (durable) await handle.sync();
       return position - offset;
     } catch (error) {
       // Bytes past the acknowledged offset are never served; dropping them now frees a full disk at once.
@@ -163,14 +177,10 @@ export class FilesystemBlobStore implements BlobStore {
 
   /** Rename into place, then fsync the directory so the new name survives a power loss. */
   private async publish(source: string, target: string): Promise<void> {
-    const dir = dirname(target);
-    if (!this.knownDirs.has(dir)) {
-      await mkdir(dir, { recursive: true });
-      await syncDirectory(dirname(dir));
-      this.knownDirs.add(dir);
-    }
     await rename(source, target);
-    await syncDirectory(dir);
+    const directorySync = this.directorySyncs.get(dirname(target));
+    if (!directorySync) throw new Error(`no directory for ${target}`);
+    await directorySync.sync();
   }
 
   async readBlob(digest: Digest, range?: ByteRange): Promise<Readable> {
@@ -221,7 +231,7 @@ export class FilesystemBlobStore implements BlobStore {
 /** Bytes gathered before one write system call. */
 const writeBatchBytes = 4 * 1024 * 1024;
 /** Bytes written between background flushes to disk during an upload. */
-const flushEveryBytes = 64 * 1024 * 1024;
+const flushEveryBytes = 8 * 1024 * 1024;
 
 async function writeFully(handle: FileHandle, buffers: Buffer[], position: number): Promise<void> {
   let pending = buffers;
