@@ -6,8 +6,9 @@ set -euo pipefail
 
 # Rootful podman with the vfs driver needs neither uidmap nor fuse-overlayfs; runc/crun,
 # conmon and the containers-common config files come in as hard dependencies.
-packages=(skopeo podman containerd docker-registry)
-binaries=(skopeo podman containerd ctr docker-registry)
+# openssl makes the throwaway certificates of the TLS tests (test/auth/tls.test.ts).
+packages=(skopeo podman containerd docker-registry openssl)
+binaries=(skopeo podman containerd ctr docker-registry openssl)
 
 missing=0
 for bin in "${binaries[@]}"; do

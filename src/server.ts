@@ -2,12 +2,18 @@ import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
+import { Authenticator } from "./auth/authenticator.js";
 import { type BerthConfig, parseListen } from "./config/config.js";
-import { buildApp } from "./http/app.js";
+import { type BuildAppOptions, buildApp } from "./http/app.js";
+import { tlsServerFactory } from "./http/tls-server.js";
 import { createLogger } from "./logger.js";
+import type { MetadataStore } from "./metadata/metadata-store.js";
+import { PostgresMetadataStore } from "./metadata/postgres/postgres-metadata-store.js";
 import { SqliteMetadataStore } from "./metadata/sqlite/sqlite-metadata-store.js";
 import { Registry } from "./registry/registry.js";
+import type { BlobStore } from "./storage/blob-store.js";
 import { FilesystemBlobStore } from "./storage/filesystem/filesystem-blob-store.js";
+import { S3BlobStore } from "./storage/s3/s3-blob-store.js";
 
 export interface RunningBerth {
   /** host:port actually bound (the port is chosen by the OS when configured as 0). */
@@ -26,19 +32,56 @@ const uploadSweepIntervalMs = 10 * 60 * 1000;
 export async function openRegistry(config: BerthConfig): Promise<Registry> {
   const dataDir = resolve(config.dataDir);
   await mkdir(dataDir, { recursive: true });
-  const blobStore = await FilesystemBlobStore.open(dataDir);
-  const metadata = new SqliteMetadataStore(join(dataDir, "metadata.sqlite"), {
-    synchronous: config.metadata.sqlite.synchronous,
-  });
+  const blobStore = await openBlobStore(config, dataDir);
+  const metadata = await openMetadataStore(config, dataDir);
   return new Registry({ blobStore, metadata, config });
+}
+
+async function openBlobStore(config: BerthConfig, dataDir: string): Promise<BlobStore> {
+  if (config.storage.driver === "filesystem") return FilesystemBlobStore.open(dataDir);
+  const s3 = config.storage.s3;
+  if (s3.bucket === undefined) throw new Error("storage.s3.bucket is required when storage.driver is s3");
+  return S3BlobStore.open({
+    bucket: s3.bucket,
+    prefix: s3.prefix,
+    endpoint: s3.endpoint,
+    region: s3.region,
+    forcePathStyle: s3.forcePathStyle,
+    credentials:
+      s3.accessKeyId !== undefined && s3.secretAccessKey !== undefined
+        ? { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey }
+        : undefined,
+  });
+}
+
+async function openMetadataStore(config: BerthConfig, dataDir: string): Promise<MetadataStore> {
+  if (config.metadata.driver === "sqlite") {
+    return new SqliteMetadataStore(join(dataDir, "metadata.sqlite"), {
+      synchronous: config.metadata.sqlite.synchronous,
+    });
+  }
+  const postgres = config.metadata.postgres;
+  if (postgres.url === undefined)
+    throw new Error("metadata.postgres.url is required when metadata.driver is postgres");
+  return PostgresMetadataStore.open({
+    url: postgres.url,
+    schema: postgres.schema,
+    poolSize: postgres.poolSize,
+  });
 }
 
 export async function startBerth(
   config: BerthConfig,
   logger = createLogger(config.log),
 ): Promise<RunningBerth> {
+  // Keys, htpasswd and certificates are read first: a mistake there fails before any store is opened.
+  const appOptions: BuildAppOptions = {};
+  const authenticator = await Authenticator.create(config.auth, config.publicUrl);
+  if (authenticator) appOptions.authenticator = authenticator;
+  const serverFactory = tlsServerFactory(config.tls);
+  if (serverFactory) appOptions.serverFactory = serverFactory;
   const registry = await openRegistry(config);
-  const app = buildApp(registry, config, logger);
+  const app = buildApp(registry, config, logger, appOptions);
   const listen = parseListen(config.listen);
   if (!listen) throw new Error(`invalid listen address ${config.listen}`);
   await app.listen({ host: listen.host, port: listen.port });

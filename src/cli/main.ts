@@ -2,6 +2,7 @@
 import { Command, Option } from "commander";
 import { ConfigError, loadConfig } from "../config/config.js";
 import { startBerth } from "../server.js";
+import { registerUserCommands } from "./user.js";
 
 // fsyncs, file reads and writes all run on libuv's thread pool; its default of 4 threads would queue
 // every pull behind a handful of concurrent uploads' flushes. Read when the pool first starts.
@@ -53,5 +54,7 @@ program
     process.on("SIGTERM", () => stop("SIGTERM"));
     process.on("SIGINT", () => stop("SIGINT"));
   });
+
+registerUserCommands(program);
 
 await program.parseAsync(process.argv);

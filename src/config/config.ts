@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { authConfigSchema, tlsConfigSchema } from "./auth-config.js";
 
 /**
  * Everything a user can set, in one validated schema. Sources, lowest precedence first:
@@ -32,18 +33,73 @@ export const configSchema = z.strictObject({
     .prefault({}),
   storage: z
     .strictObject({
-      driver: z.literal("filesystem").default("filesystem"),
+      /** filesystem: blobs under dataDir (one instance); s3: an S3-compatible bucket (N instances). */
+      driver: z.enum(["filesystem", "s3"]).default("filesystem"),
+      s3: z
+        .strictObject({
+          /** Endpoint URL for S3-compatible stores (Ceph RGW, MinIO, R2); AWS S3 when unset. */
+          endpoint: z.url({ protocol: /^https?$/ }).optional(),
+          /** Falls back to AWS_REGION, then us-east-1. */
+          region: z.string().min(1).optional(),
+          bucket: z.string().min(3).max(63).optional(),
+          /** Key prefix inside the bucket, so several registries can share one. */
+          prefix: z
+            .string()
+            .regex(/^([A-Za-z0-9._-]+\/)*$/, 'must be empty or end with "/", e.g. "berth/"')
+            .default(""),
+          /** Path-style URLs (http://host/bucket/key), which most S3-compatible stores need. */
+          forcePathStyle: z.boolean().default(false),
+          /** Static credentials; when unset the AWS SDK's standard chain (AWS_* env, profiles, roles). */
+          accessKeyId: z.string().min(1).optional(),
+          secretAccessKey: z.string().min(1).optional(),
+        })
+        .prefault({}),
+    })
+    .superRefine((storage, ctx) => {
+      if (storage.driver === "s3" && storage.s3.bucket === undefined)
+        ctx.addIssue({ code: "custom", path: ["s3", "bucket"], message: "required when driver is s3" });
+      if ((storage.s3.accessKeyId === undefined) !== (storage.s3.secretAccessKey === undefined))
+        ctx.addIssue({
+          code: "custom",
+          path: ["s3", "secretAccessKey"],
+          message: "accessKeyId and secretAccessKey are set together or not at all",
+        });
     })
     .prefault({}),
   metadata: z
     .strictObject({
-      driver: z.literal("sqlite").default("sqlite"),
+      /** sqlite: a file in dataDir (one instance); postgres: a shared database (N instances). */
+      driver: z.enum(["sqlite", "postgres"]).default("sqlite"),
       sqlite: z
         .strictObject({
           /** full: every acknowledged write survives power loss; normal: survives a process crash only. */
           synchronous: z.enum(["full", "normal"]).default("full"),
         })
         .prefault({}),
+      postgres: z
+        .strictObject({
+          /** Connection string, e.g. postgres://berth:secret@db:5432/berth. */
+          url: z
+            .string()
+            .regex(/^postgres(ql)?:\/\//, "must be a postgres:// connection string")
+            .optional(),
+          /** Schema holding berth's tables, created at start if missing. */
+          schema: z
+            .string()
+            .regex(/^[a-z_][a-z0-9_]{0,62}$/, "must be a lower-case SQL identifier")
+            .default("public"),
+          /** Connections each instance opens at most. */
+          poolSize: positiveInt.default(10),
+        })
+        .prefault({}),
+    })
+    .superRefine((metadata, ctx) => {
+      if (metadata.driver === "postgres" && metadata.postgres.url === undefined)
+        ctx.addIssue({
+          code: "custom",
+          path: ["postgres", "url"],
+          message: "required when driver is postgres",
+        });
     })
     .prefault({}),
   deletes: z
@@ -81,6 +137,10 @@ export const configSchema = z.strictObject({
       shutdownTimeoutSeconds: positiveInt.default(30),
     })
     .prefault({}),
+  /** Authentication and access policy; `mode: none` (the default) leaves the registry open. */
+  auth: authConfigSchema,
+  /** HTTPS, and optionally client certificates. */
+  tls: tlsConfigSchema,
 });
 
 export type BerthConfig = z.infer<typeof configSchema>;
@@ -187,7 +247,8 @@ type SchemaNode = { def: { type: string }; unwrap?: () => SchemaNode; shape?: Re
 
 function leafPaths(schema: unknown, prefix: string[] = []): string[][] {
   let node = schema as SchemaNode;
-  while (typeof node.unwrap === "function" && node.def.type !== "object") node = node.unwrap();
+  while (typeof node.unwrap === "function" && node.def.type !== "object" && node.def.type !== "array")
+    node = node.unwrap();
   if (node.def.type === "object" && node.shape) {
     return Object.entries(node.shape).flatMap(([key, child]) => leafPaths(child, [...prefix, key]));
   }

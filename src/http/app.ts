@@ -5,13 +5,17 @@ import Fastify, {
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
+  type FastifyServerFactory,
   LogController,
 } from "fastify";
+import type { Authenticator } from "../auth/authenticator.js";
 import type { BerthConfig } from "../config/config.js";
 import { RegistryError } from "../oci/errors.js";
 import { isRepositoryName, parseRepositoryName } from "../oci/repository-name.js";
 import type { Registry } from "../registry/registry.js";
+import { requestCredentials } from "./credentials.js";
 import { hasBody, type RouteHandler } from "./request-context.js";
+import { neededAccess } from "./route-access.js";
 import { matchRoute, type RouteName } from "./route-table.js";
 import { baseRoutes } from "./routes/base.js";
 import { blobRoutes } from "./routes/blobs.js";
@@ -20,6 +24,7 @@ import { healthRoutes } from "./routes/health.js";
 import { manifestRoutes } from "./routes/manifests.js";
 import { referrerRoutes } from "./routes/referrers.js";
 import { tagRoutes } from "./routes/tags.js";
+import { tokenRoute } from "./routes/token.js";
 import { uploadRoutes, uploadStartRoutes } from "./routes/uploads.js";
 
 /** One dispatcher per named route, as Distribution's app does; the method picks the handler. */
@@ -36,11 +41,20 @@ const dispatchers: Record<RouteName, Partial<Record<string, RouteHandler>>> = {
 
 const methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
+export interface BuildAppOptions {
+  /** Checks every request against the access policy; absent when auth is off. */
+  authenticator?: Authenticator;
+  /** Creates the server (HTTPS); a plain HTTP server when absent. */
+  serverFactory?: FastifyServerFactory;
+}
+
 export function buildApp(
   registry: Registry,
   config: BerthConfig,
   logger: FastifyBaseLogger,
+  options: BuildAppOptions = {},
 ): FastifyInstance {
+  const { authenticator } = options;
   const app = Fastify({
     loggerInstance: logger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -70,6 +84,7 @@ export function buildApp(
     return503OnClosing: true,
     routerOptions: { maxParamLength: 8192 },
     genReqId: () => Math.random().toString(36).slice(2, 12),
+    ...(options.serverFactory ? { serverFactory: options.serverFactory } : {}),
   });
   app.server.headersTimeout = config.http.headersTimeoutSeconds * 1000;
 
@@ -132,12 +147,19 @@ export function buildApp(
       });
     }
     const name = match.route === "base" || match.route === "catalog" ? "" : parseRepositoryName(match.name);
-    await handler({ request, reply, registry, config, name, target: match.target, query });
+    const caller = authenticator
+      ? await authenticator.authorize(
+          requestCredentials(request),
+          neededAccess(match.route, request.method, name),
+        )
+      : undefined;
+    await handler({ request, reply, registry, config, name, target: match.target, query, caller });
     // Returning the reply makes Fastify wait for a streamed body instead of ending the response early.
     return reply;
   };
   app.route({ method: methods, url: "/v2", handler: dispatch });
   app.route({ method: methods, url: "/v2/*", handler: dispatch });
+  if (authenticator?.tokens?.issues) app.get("/token", tokenRoute(authenticator));
   app.get("/healthz", healthRoutes.liveness);
   app.get("/readyz", (request, reply) => healthRoutes.readiness(registry, request, reply));
 

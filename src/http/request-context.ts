@@ -1,5 +1,6 @@
 import type { IncomingMessage } from "node:http";
 import type { FastifyReply, FastifyRequest } from "fastify";
+import type { Caller } from "../auth/authenticator.js";
 import type { BerthConfig } from "../config/config.js";
 import { RegistryError } from "../oci/errors.js";
 import type { Registry } from "../registry/registry.js";
@@ -15,6 +16,8 @@ export interface RouteContext {
   /** Unvalidated last path segment; each handler parses it as what it expects. */
   target: string;
   query: URLSearchParams;
+  /** Who is asking, when auth is on; undefined means every request is allowed everything. */
+  caller?: Caller;
 }
 
 export type RouteHandler = (ctx: RouteContext) => Promise<void>;

@@ -13,14 +13,17 @@ const emptyBlobDigest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934c
  * (end-4b, "Single POST"), or mounts a blob from another repository (end-11).
  */
 async function startUpload(ctx: RouteContext): Promise<void> {
-  const { request, reply, registry, name, query } = ctx;
+  const { request, reply, registry, name, query, caller } = ctx;
   const mount = query.get("mount");
   if (mount !== null) {
     const digest = parseDigest(mount);
     const from = query.get("from");
     // An unusable `from` is not an error: the client simply uploads instead (202 below).
     const source = from === null ? undefined : isRepositoryName(from) ? from : null;
-    if (source !== null && (await registry.blobs.mount(name, digest, source, () => true))) {
+    if (
+      source !== null &&
+      (await registry.blobs.mount(name, digest, source, (repository) => caller?.mayPull(repository) ?? true))
+    ) {
       reply
         .code(201)
         .header("Location", location(ctx.config, `/v2/${name}/blobs/${digest.value}`))

@@ -1,0 +1,471 @@
+import pg from "pg";
+import type { DigestAlgorithm } from "../../oci/digest.js";
+import type { ManifestReference } from "../../oci/manifest.js";
+import type {
+  ManifestRecord,
+  MetadataStore,
+  MissingReference,
+  NewManifest,
+  NewUploadSession,
+  UploadSession,
+} from "../metadata-store.js";
+import { migrations } from "./schema.js";
+
+export interface PostgresOptions {
+  /** libpq connection string, e.g. postgres://user:password@host:5432/database. */
+  url: string;
+  /** Schema holding berth's tables; created if missing. Several registries may share one database. */
+  schema: string;
+  /** Connections this instance opens at most. */
+  poolSize: number;
+}
+
+const schemaGrammar = /^[a-z_][a-z0-9_]{0,62}$/;
+
+interface ManifestRow {
+  digest: string;
+  media_type: string;
+  size: string;
+  artifact_type: string | null;
+  subject_digest: string | null;
+  annotations: string | null;
+  created_at: string;
+}
+
+interface UploadRow {
+  id: string;
+  repository: string;
+  received_bytes: string;
+  hash_algorithm: string;
+  started_at: string;
+  updated_at: string;
+}
+
+const manifestColumns =
+  "m.digest, m.media_type, m.size, m.artifact_type, m.subject_digest, m.annotations, m.created_at";
+
+type Queryable = pg.Pool | pg.PoolClient;
+
+/**
+ * MetadataStore on PostgreSQL, for several berth instances sharing one database. Same semantics as the
+ * SQLite store: every method is one statement or one transaction; the checks that must not race (the
+ * upload-session limit, a manifest's references) take locks inside their transaction. Nothing is cached
+ * in the process, so `changeToken` is undefined: another instance may change anything at any time.
+ */
+export class PostgresMetadataStore implements MetadataStore {
+  private constructor(
+    private readonly pool: pg.Pool,
+    private readonly schema: string,
+  ) {}
+
+  static async open(options: PostgresOptions): Promise<PostgresMetadataStore> {
+    if (!schemaGrammar.test(options.schema))
+      throw new Error(`invalid PostgreSQL schema name ${options.schema}`);
+    const pool = new pg.Pool({
+      connectionString: options.url,
+      max: options.poolSize,
+      options: `-c search_path=${options.schema}`,
+    });
+    // An idle connection that fails (the server restarted) is dropped by the pool; without a listener
+    // the error would crash the process.
+    pool.on("error", () => undefined);
+    const store = new PostgresMetadataStore(pool, options.schema);
+    try {
+      await store.migrate();
+    } catch (error) {
+      await pool.end();
+      throw error;
+    }
+    return store;
+  }
+
+  /** Applies pending migrations; instances starting together queue on the advisory lock. */
+  private async migrate(): Promise<void> {
+    await this.transaction(async (client) => {
+      await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`berth:migrate:${this.schema}`]);
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${this.schema}`);
+      await client.query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",
+      );
+      const applied = new Set(
+        (await client.query<{ version: number }>("SELECT version FROM schema_migrations")).rows.map(
+          (r) => r.version,
+        ),
+      );
+      for (const migration of migrations) {
+        if (applied.has(migration.version)) continue;
+        await client.query(migration.sql);
+        await client.query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", [
+          migration.version,
+          Date.now(),
+        ]);
+      }
+    });
+  }
+
+  private async transaction<T>(body: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    try {
+      await client.query("BEGIN");
+      const result = await body(client);
+      await client.query("COMMIT");
+      return result;
+    } catch (error) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  private async repositoryId(db: Queryable, name: string): Promise<number | undefined> {
+    const { rows } = await db.query<{ id: string }>("SELECT id FROM repositories WHERE name = $1", [name]);
+    return rows[0] ? Number(rows[0].id) : undefined;
+  }
+
+  private async ensureRepository(db: Queryable, name: string, now: number): Promise<number> {
+    const { rows } = await db.query<{ id: string }>(
+      `INSERT INTO repositories (name, created_at) VALUES ($1, $2)
+       ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id`,
+      [name, now],
+    );
+    return Number(rows[0]?.id);
+  }
+
+  async getRepositoryBlob(repository: string, digest: string): Promise<{ size: number } | undefined> {
+    const { rows } = await this.pool.query<{ size: string }>(
+      `SELECT b.size FROM repositories r
+       JOIN repository_blobs rb ON rb.repository_id = r.id
+       JOIN blobs b ON b.digest = rb.digest
+       WHERE r.name = $1 AND rb.digest = $2`,
+      [repository, digest],
+    );
+    return rows[0] ? { size: Number(rows[0].size) } : undefined;
+  }
+
+  async repositoriesWithBlob(digest: string, limit: number): Promise<string[]> {
+    const { rows } = await this.pool.query<{ name: string }>(
+      `SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
+       WHERE rb.digest = $1 ORDER BY r.name LIMIT $2`,
+      [digest, limit],
+    );
+    return rows.map((r) => r.name);
+  }
+
+  async linkBlob(repository: string, digest: string): Promise<boolean> {
+    return this.transaction(async (client) => {
+      // FOR SHARE: the blob row cannot be deleted (by a collector) until the link is committed.
+      const blob = await client.query("SELECT 1 FROM blobs WHERE digest = $1 FOR SHARE", [digest]);
+      if (blob.rowCount === 0) return false;
+      const now = Date.now();
+      const id = await this.ensureRepository(client, repository, now);
+      await client.query(
+        `INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING`,
+        [id, digest, now],
+      );
+      return true;
+    });
+  }
+
+  async recordBlob(repository: string, digest: string, size: number, uploadId?: string): Promise<void> {
+    const now = Date.now();
+    await this.transaction(async (client) => {
+      await client.query(
+        "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        [digest, size, now],
+      );
+      const id = await this.ensureRepository(client, repository, now);
+      await client.query(
+        `INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING`,
+        [id, digest, now],
+      );
+      if (uploadId !== undefined) await client.query("DELETE FROM upload_sessions WHERE id = $1", [uploadId]);
+    });
+  }
+
+  async unlinkBlob(repository: string, digest: string): Promise<boolean> {
+    const result = await this.pool.query(
+      `DELETE FROM repository_blobs rb USING repositories r
+       WHERE rb.repository_id = r.id AND r.name = $1 AND rb.digest = $2`,
+      [repository, digest],
+    );
+    return (result.rowCount ?? 0) > 0;
+  }
+
+  async createUploadSession(session: NewUploadSession, limit: number): Promise<boolean> {
+    return this.transaction(async (client) => {
+      // Count and insert under one lock: under READ COMMITTED two concurrent inserts would both see
+      // room for one more session.
+      await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`berth:uploads:${this.schema}`]);
+      const inserted = await client.query(
+        `INSERT INTO upload_sessions (id, repository, received_bytes, hash_algorithm, started_at, updated_at)
+         SELECT $1, $2, 0, $3, $4, $4 WHERE (SELECT count(*) FROM upload_sessions) < $5`,
+        [session.id, session.repository, session.hashAlgorithm, session.now, limit],
+      );
+      return inserted.rowCount === 1;
+    });
+  }
+
+  async countUploadSessions(): Promise<number> {
+    const { rows } = await this.pool.query<{ count: string }>(
+      "SELECT count(*) AS count FROM upload_sessions",
+    );
+    return Number(rows[0]?.count ?? 0);
+  }
+
+  async getUploadSession(id: string): Promise<UploadSession | undefined> {
+    const { rows } = await this.pool.query<UploadRow>("SELECT * FROM upload_sessions WHERE id = $1", [id]);
+    return rows[0] && toUploadSession(rows[0]);
+  }
+
+  async advanceUploadSession(id: string, from: number, to: number, now: number): Promise<boolean> {
+    // A concurrent UPDATE of the same row waits for the first and re-checks the WHERE clause on the
+    // committed row, so exactly one of two writers starting from `from` succeeds.
+    const result = await this.pool.query(
+      "UPDATE upload_sessions SET received_bytes = $1, updated_at = $2 WHERE id = $3 AND received_bytes = $4",
+      [to, now, id, from],
+    );
+    return result.rowCount === 1;
+  }
+
+  async deleteUploadSession(id: string): Promise<void> {
+    await this.pool.query("DELETE FROM upload_sessions WHERE id = $1", [id]);
+  }
+
+  async listIdleUploadSessions(before: number, limit: number): Promise<UploadSession[]> {
+    const { rows } = await this.pool.query<UploadRow>(
+      "SELECT * FROM upload_sessions WHERE updated_at < $1 ORDER BY updated_at LIMIT $2",
+      [before, limit],
+    );
+    return rows.map(toUploadSession);
+  }
+
+  async getManifest(repository: string, digest: string): Promise<ManifestRecord | undefined> {
+    const { rows } = await this.pool.query<ManifestRow>(
+      `SELECT ${manifestColumns} FROM repositories r JOIN manifests m ON m.repository_id = r.id
+       WHERE r.name = $1 AND m.digest = $2`,
+      [repository, digest],
+    );
+    return rows[0] && toManifestRecord(rows[0]);
+  }
+
+  async getTaggedManifest(repository: string, tag: string): Promise<ManifestRecord | undefined> {
+    const { rows } = await this.pool.query<ManifestRow>(
+      `SELECT ${manifestColumns} FROM repositories r
+       JOIN tags t ON t.repository_id = r.id
+       JOIN manifests m ON m.repository_id = r.id AND m.digest = t.manifest_digest
+       WHERE r.name = $1 AND t.name = $2`,
+      [repository, tag],
+    );
+    return rows[0] && toManifestRecord(rows[0]);
+  }
+
+  /**
+   * The references missing from repository `id`. With `lock`, the rows found are locked FOR SHARE until
+   * the transaction ends, so a concurrent unlink or manifest delete waits for the manifest to be recorded.
+   */
+  private async findMissing(
+    db: Queryable,
+    id: number | undefined,
+    references: ManifestReference[],
+    lock: boolean,
+  ): Promise<MissingReference[]> {
+    if (references.length === 0) return [];
+    const sizes = new Map<string, number>();
+    const manifestSizes = new Map<string, number>();
+    if (id !== undefined) {
+      const blobDigests = references.filter((r) => r.kind !== "manifest").map((r) => r.digest.value);
+      const manifestDigests = references.filter((r) => r.kind === "manifest").map((r) => r.digest.value);
+      if (blobDigests.length > 0) {
+        const { rows } = await db.query<{ digest: string; size: string }>(
+          `SELECT rb.digest, b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+           WHERE rb.repository_id = $1 AND rb.digest = ANY($2::text[])${lock ? " FOR SHARE OF rb, b" : ""}`,
+          [id, blobDigests],
+        );
+        for (const row of rows) sizes.set(row.digest, Number(row.size));
+      }
+      if (manifestDigests.length > 0) {
+        const { rows } = await db.query<{ digest: string; size: string }>(
+          `SELECT digest, size FROM manifests WHERE repository_id = $1 AND digest = ANY($2::text[])${
+            lock ? " FOR SHARE" : ""
+          }`,
+          [id, manifestDigests],
+        );
+        for (const row of rows) manifestSizes.set(row.digest, Number(row.size));
+      }
+    }
+    const missing: MissingReference[] = [];
+    for (const reference of references) {
+      const found = (reference.kind === "manifest" ? manifestSizes : sizes).get(reference.digest.value);
+      if (found === undefined) missing.push({ digest: reference.digest.value, kind: reference.kind });
+      else if (found !== reference.size)
+        missing.push({ digest: reference.digest.value, kind: reference.kind, actualSize: found });
+    }
+    return missing;
+  }
+
+  async missingReferences(repository: string, references: ManifestReference[]): Promise<MissingReference[]> {
+    return this.findMissing(this.pool, await this.repositoryId(this.pool, repository), references, false);
+  }
+
+  async putManifest(
+    repository: string,
+    manifest: NewManifest,
+    tag: string | undefined,
+  ): Promise<MissingReference[]> {
+    return this.transaction(async (client) => {
+      const existing = await this.repositoryId(client, repository);
+      const missing = await this.findMissing(client, existing, manifest.references, true);
+      if (missing.length > 0) return missing;
+      const repositoryId = existing ?? (await this.ensureRepository(client, repository, manifest.now));
+      await client.query(
+        "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        [manifest.digest, manifest.size, manifest.now],
+      );
+      const inserted = await client.query(
+        `INSERT INTO manifests
+         (repository_id, digest, media_type, artifact_type, size, subject_digest, annotations, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
+        [
+          repositoryId,
+          manifest.digest,
+          manifest.mediaType,
+          manifest.artifactType ?? null,
+          manifest.size,
+          manifest.subject ?? null,
+          manifest.annotations ? JSON.stringify(manifest.annotations) : null,
+          manifest.now,
+        ],
+      );
+      if ((inserted.rowCount ?? 0) > 0 && manifest.references.length > 0) {
+        await client.query(
+          `INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, kind)
+           SELECT $1, $2, child, kind FROM unnest($3::text[], $4::text[]) AS r(child, kind)
+           ON CONFLICT DO NOTHING`,
+          [
+            repositoryId,
+            manifest.digest,
+            manifest.references.map((r) => r.digest.value),
+            manifest.references.map((r) => r.kind),
+          ],
+        );
+      }
+      if (tag !== undefined) {
+        await client.query(
+          `INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (repository_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest,
+           updated_at = excluded.updated_at`,
+          [repositoryId, tag, manifest.digest, manifest.now],
+        );
+      }
+      return [];
+    });
+  }
+
+  async deleteManifest(repository: string, digest: string): Promise<boolean> {
+    return this.transaction(async (client) => {
+      const id = await this.repositoryId(client, repository);
+      if (id === undefined) return false;
+      const deleted = await client.query("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2", [
+        id,
+        digest,
+      ]);
+      if ((deleted.rowCount ?? 0) === 0) return false;
+      await client.query("DELETE FROM tags WHERE repository_id = $1 AND manifest_digest = $2", [id, digest]);
+      await client.query(
+        "DELETE FROM manifest_references WHERE repository_id = $1 AND manifest_digest = $2",
+        [id, digest],
+      );
+      return true;
+    });
+  }
+
+  async deleteTag(repository: string, tag: string): Promise<boolean> {
+    const result = await this.pool.query(
+      "DELETE FROM tags t USING repositories r WHERE t.repository_id = r.id AND r.name = $1 AND t.name = $2",
+      [repository, tag],
+    );
+    return (result.rowCount ?? 0) > 0;
+  }
+
+  async repositoryExists(repository: string): Promise<boolean> {
+    return (await this.repositoryId(this.pool, repository)) !== undefined;
+  }
+
+  async listTags(repository: string, limit: number, last: string | undefined): Promise<string[] | undefined> {
+    const id = await this.repositoryId(this.pool, repository);
+    if (id === undefined) return undefined;
+    const { rows } =
+      last === undefined
+        ? await this.pool.query<{ name: string }>(
+            "SELECT name FROM tags WHERE repository_id = $1 ORDER BY lower(name), name LIMIT $2",
+            [id, limit],
+          )
+        : await this.pool.query<{ name: string }>(
+            `SELECT name FROM tags WHERE repository_id = $1
+             AND (lower(name) > lower($2) OR (lower(name) = lower($2) AND name > $2))
+             ORDER BY lower(name), name LIMIT $3`,
+            [id, last, limit],
+          );
+    return rows.map((r) => r.name);
+  }
+
+  async listRepositories(limit: number, last: string | undefined): Promise<string[]> {
+    const { rows } = await this.pool.query<{ name: string }>(
+      "SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2",
+      [last ?? "", limit],
+    );
+    return rows.map((r) => r.name);
+  }
+
+  async listReferrers(
+    repository: string,
+    subject: string,
+    options: { artifactType?: string; limit: number; last?: string },
+  ): Promise<ManifestRecord[]> {
+    const { rows } = await this.pool.query<ManifestRow>(
+      `SELECT ${manifestColumns} FROM repositories r JOIN manifests m ON m.repository_id = r.id
+       WHERE r.name = $1 AND m.subject_digest = $2 AND ($3::text IS NULL OR m.artifact_type = $3)
+       AND m.digest > $4 ORDER BY m.digest LIMIT $5`,
+      [repository, subject, options.artifactType ?? null, options.last ?? "", options.limit],
+    );
+    return rows.map(toManifestRecord);
+  }
+
+  async changeToken(): Promise<string | undefined> {
+    return undefined;
+  }
+
+  async ping(): Promise<void> {
+    await this.pool.query("SELECT 1");
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+function toManifestRecord(row: ManifestRow): ManifestRecord {
+  return {
+    digest: row.digest,
+    mediaType: row.media_type,
+    size: Number(row.size),
+    artifactType: row.artifact_type ?? undefined,
+    subject: row.subject_digest ?? undefined,
+    annotations: row.annotations ? (JSON.parse(row.annotations) as Record<string, string>) : undefined,
+    createdAt: Number(row.created_at),
+  };
+}
+
+function toUploadSession(row: UploadRow): UploadSession {
+  return {
+    id: row.id,
+    repository: row.repository,
+    receivedBytes: Number(row.received_bytes),
+    hashAlgorithm: row.hash_algorithm as DigestAlgorithm,
+    startedAt: Number(row.started_at),
+    updatedAt: Number(row.updated_at),
+  };
+}

@@ -1,0 +1,182 @@
+import assert from "node:assert/strict";
+import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { S3BlobStore } from "../../src/storage/s3/s3-blob-store.js";
+import { digestOf, pushImage } from "../helpers/oci.js";
+import { dropSchema, newSchemaName, postgresSkip, requirePostgresUrl } from "../helpers/postgres.js";
+import { deleteTestBucket, s3Skip, type TestBucket, testBucket } from "../helpers/s3.js";
+
+const cli = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
+const scaleOutExample = fileURLToPath(new URL("../../../examples/scale-out.yaml", import.meta.url));
+const mebibyte = 1024 * 1024;
+
+interface Instance {
+  child: ChildProcessWithoutNullStreams;
+  url: string;
+}
+
+/** `berth serve` as a real process with the given BERTH_* settings; resolves once it listens. */
+function serve(settings: Record<string, string>): Promise<Instance> {
+  // Only the settings given here: a BERTH_* variable of the parent's shell would change the instances.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("BERTH_")));
+  const child = spawn(process.execPath, [cli, "serve", "--config", scaleOutExample], {
+    env: { ...env, BERTH_LOG_FORMAT: "json", BERTH_LOG_LEVEL: "info", ...settings },
+  });
+  return new Promise((resolve, reject) => {
+    let output = "";
+    const onData = (data: Buffer) => {
+      output += data.toString();
+      const match = /"address":"([^"]+)"/.exec(output);
+      if (match?.[1]) {
+        child.stdout.off("data", onData);
+        resolve({ child, url: `http://${match[1]}` });
+      }
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", (data: Buffer) => {
+      output += data.toString();
+    });
+    child.on("exit", (code) => reject(new Error(`berth exited with ${code} before listening:\n${output}`)));
+  });
+}
+
+async function stop(instance: Instance | undefined): Promise<void> {
+  if (!instance || instance.child.exitCode !== null) return;
+  const exited = new Promise((resolve) => instance.child.on("exit", resolve));
+  instance.child.kill("SIGTERM");
+  await exited;
+}
+
+/** The path and query of a Location header, to send the next request to any instance. */
+function locationPath(response: Response): string {
+  const location = response.headers.get("location");
+  assert.ok(location, "Location header");
+  const parsed = new URL(location, "http://placeholder");
+  return `${parsed.pathname}${parsed.search}`;
+}
+
+function withDigest(path: string, digest: string): string {
+  return `${path}${path.includes("?") ? "&" : "?"}digest=${digest}`;
+}
+
+describe("scale-out: two berth processes sharing PostgreSQL and one S3 bucket", {
+  skip: postgresSkip || s3Skip,
+}, () => {
+  const schema = newSchemaName();
+  let dataDir: string;
+  let a: Instance | undefined;
+  let b: Instance | undefined;
+  let bucket: TestBucket | undefined;
+
+  before(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), "berth-scale-out-"));
+    const shared = testBucket();
+    bucket = shared;
+    (await S3BlobStore.open({ ...shared, prefix: "", createBucket: true })).destroy();
+    const settings = (name: string) => ({
+      BERTH_LISTEN: "127.0.0.1:0",
+      BERTH_DATA_DIR: join(dataDir, name),
+      BERTH_STORAGE_S3_ENDPOINT: shared.endpoint,
+      BERTH_STORAGE_S3_BUCKET: shared.bucket,
+      BERTH_METADATA_POSTGRES_URL: requirePostgresUrl(),
+      BERTH_METADATA_POSTGRES_SCHEMA: schema,
+    });
+    // Started together: both migrate the fresh schema at once.
+    [a, b] = await Promise.all([serve(settings("a")), serve(settings("b"))]);
+  });
+
+  after(async () => {
+    await Promise.all([stop(a), stop(b)]);
+    await dropSchema(schema);
+    if (bucket) await deleteTestBucket(bucket);
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  test("a chunked upload started on A continues on B and finishes on A", async () => {
+    const A = a as Instance;
+    const B = b as Instance;
+    const repo = "shared/chunked";
+    const bytes = randomBytes(8 * mebibyte + 17);
+    const digest = digestOf(bytes);
+    const chunks = [
+      bytes.subarray(0, 3 * mebibyte),
+      bytes.subarray(3 * mebibyte, 7 * mebibyte),
+      bytes.subarray(7 * mebibyte),
+    ];
+
+    const started = await fetch(`${A.url}/v2/${repo}/blobs/uploads/`, { method: "POST" });
+    assert.equal(started.status, 202);
+    let path = locationPath(started);
+    let offset = 0;
+    for (const [index, instance] of [A, B].entries()) {
+      const chunk = chunks[index] as Buffer;
+      const response = await fetch(`${instance.url}${path}`, {
+        method: "PATCH",
+        headers: {
+          "Content-Type": "application/octet-stream",
+          "Content-Range": `${offset}-${offset + chunk.length - 1}`,
+        },
+        body: Buffer.from(chunk),
+      });
+      assert.equal(response.status, 202, await response.text());
+      offset += chunk.length;
+      assert.equal(response.headers.get("range"), `0-${offset - 1}`);
+      path = locationPath(response);
+    }
+    const status = await fetch(`${A.url}${path}`);
+    assert.equal(status.status, 204);
+    assert.equal(status.headers.get("range"), `0-${offset - 1}`, "A sees what B received");
+
+    const last = chunks[2] as Buffer;
+    const finished = await fetch(`${A.url}${withDigest(path, digest)}`, {
+      method: "PUT",
+      headers: {
+        "Content-Type": "application/octet-stream",
+        "Content-Range": `${offset}-${offset + last.length - 1}`,
+      },
+      body: Buffer.from(last),
+    });
+    assert.equal(finished.status, 201, await finished.text());
+
+    const fetched = await fetch(`${B.url}/v2/${repo}/blobs/${digest}`);
+    assert.equal(fetched.status, 200);
+    const body = Buffer.from(await fetched.arrayBuffer());
+    assert.equal(createHash("sha256").update(body).digest("hex"), digest.slice("sha256:".length));
+    const ranged = await fetch(`${A.url}/v2/${repo}/blobs/${digest}`, { headers: { Range: "bytes=10-19" } });
+    assert.equal(ranged.status, 206);
+    assert.ok(Buffer.from(await ranged.arrayBuffer()).equals(bytes.subarray(10, 20)));
+  });
+
+  test("a tag pushed on A is served by B at once, and moved or deleted on B is seen by A", async () => {
+    const A = a as Instance;
+    const B = b as Instance;
+    const repo = "shared/tags";
+    const first = await pushImage(A.url, repo, "v1");
+    const served = await fetch(`${B.url}/v2/${repo}/manifests/v1`);
+    assert.equal(served.status, 200);
+    assert.equal(served.headers.get("docker-content-digest"), first.digest);
+    assert.ok(Buffer.from(await served.arrayBuffer()).equals(first.manifest));
+    const layer = await fetch(`${B.url}/v2/${repo}/blobs/${first.layer.digest}`);
+    assert.equal(layer.status, 200);
+    await layer.arrayBuffer();
+
+    // Listings are not cached across instances: each sees the other's writes at once.
+    const tagsBefore = await fetch(`${A.url}/v2/${repo}/tags/list`);
+    assert.deepEqual(((await tagsBefore.json()) as { tags: string[] }).tags, ["v1"]);
+    const second = await pushImage(B.url, repo, "v1");
+    await pushImage(B.url, repo, "v2");
+    const moved = await fetch(`${A.url}/v2/${repo}/manifests/v1`, { method: "HEAD" });
+    assert.equal(moved.headers.get("docker-content-digest"), second.digest);
+    const tagsAfter = await fetch(`${A.url}/v2/${repo}/tags/list`);
+    assert.deepEqual(((await tagsAfter.json()) as { tags: string[] }).tags, ["v1", "v2"]);
+
+    const deleted = await fetch(`${B.url}/v2/${repo}/manifests/v2`, { method: "DELETE" });
+    assert.equal(deleted.status, 202);
+    assert.equal((await fetch(`${A.url}/v2/${repo}/manifests/v2`, { method: "HEAD" })).status, 404);
+  });
+});

@@ -1,0 +1,163 @@
+import assert from "node:assert/strict";
+import { createHash, randomBytes, randomUUID } from "node:crypto";
+import type { Readable } from "node:stream";
+import { after, before, describe, test } from "node:test";
+import { parseDigest } from "../../src/oci/digest.js";
+import { BlobNotFoundError, type BlobStore } from "../../src/storage/blob-store.js";
+
+export interface BlobStoreFixture {
+  open(): Promise<BlobStore>;
+  /** A second store on the same storage (another instance), when the backend is shared. */
+  openAnother?(): Promise<BlobStore>;
+  cleanup(): Promise<void>;
+}
+
+const mebibyte = 1024 * 1024;
+
+async function collect(stream: Readable | Promise<Readable>): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of await stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** `bytes` as an async iterable of chunks of the given sizes (the rest in one last chunk). */
+async function* chunked(bytes: Buffer, sizes: number[] = []): AsyncGenerator<Buffer> {
+  let at = 0;
+  for (const size of sizes) {
+    yield bytes.subarray(at, at + size);
+    at += size;
+  }
+  if (at < bytes.length) yield bytes.subarray(at);
+}
+
+function digestOf(bytes: Buffer) {
+  return parseDigest(`sha256:${createHash("sha256").update(bytes).digest("hex")}`);
+}
+
+/** The behaviour every BlobStore must share; run against each backend. */
+export function blobStoreContract(name: string, fixture: BlobStoreFixture, skip: string | false = false) {
+  describe(`BlobStore contract: ${name}`, { skip }, () => {
+    let store: BlobStore;
+    before(async () => {
+      store = await fixture.open();
+    });
+    after(async () => {
+      await fixture.cleanup();
+    });
+
+    test("chunked upload across part boundaries: read back, commit, ranges", async () => {
+      const id = randomUUID();
+      const bytes = randomBytes(11 * mebibyte + 123);
+      await store.createUpload(id);
+      let offset = 0;
+      // Chunks smaller than, equal to and larger than a 5 MiB part, starting mid-part.
+      for (const size of [1, 3 * mebibyte, 2 * mebibyte - 1, 5 * mebibyte, 7, bytes.length]) {
+        const piece = bytes.subarray(offset, offset + size);
+        if (piece.length === 0) break;
+        assert.equal(await store.writeUpload(id, offset, chunked(piece, [7, 100_000]), true), piece.length);
+        offset += piece.length;
+        assert.ok((await collect(store.readUpload(id, offset))).equals(bytes.subarray(0, offset)));
+      }
+      assert.equal(offset, bytes.length);
+      assert.ok((await collect(store.readUpload(id, 1000))).equals(bytes.subarray(0, 1000)), "a prefix");
+      const digest = digestOf(bytes);
+      assert.equal(await store.statBlob(digest), undefined);
+      await store.commitUpload(id, bytes.length, digest);
+      assert.equal(await store.statBlob(digest), bytes.length);
+      assert.ok((await collect(store.readBlob(digest))).equals(bytes));
+      assert.ok((await store.readBlobBytes(digest)).equals(bytes));
+      const range = { start: 5 * mebibyte - 10, end: 5 * mebibyte + 10 };
+      assert.ok(
+        (await collect(store.readBlob(digest, range))).equals(bytes.subarray(range.start, range.end + 1)),
+      );
+      await store.deleteBlob(digest);
+      assert.equal(await store.statBlob(digest), undefined);
+      await assert.rejects(store.readBlob(digest), BlobNotFoundError);
+    });
+
+    test("a write from an earlier offset replaces bytes a failed write left past it", async () => {
+      const id = randomUUID();
+      const first = randomBytes(6 * mebibyte);
+      const second = randomBytes(mebibyte);
+      await store.createUpload(id);
+      await store.writeUpload(id, 0, chunked(first));
+      // Only 4 MiB were acknowledged; the client resends from there.
+      await store.writeUpload(id, 4 * mebibyte, chunked(second));
+      const expected = Buffer.concat([first.subarray(0, 4 * mebibyte), second]);
+      assert.ok((await collect(store.readUpload(id, expected.length))).equals(expected));
+      const digest = digestOf(expected);
+      await store.commitUpload(id, expected.length, digest);
+      assert.ok((await store.readBlobBytes(digest)).equals(expected));
+      await store.deleteBlob(digest);
+    });
+
+    test("commit publishes only the acknowledged size", async () => {
+      const id = randomUUID();
+      const bytes = randomBytes(mebibyte + 5);
+      await store.createUpload(id);
+      await store.writeUpload(id, 0, chunked(bytes));
+      const digest = digestOf(bytes.subarray(0, mebibyte));
+      await store.commitUpload(id, mebibyte, digest);
+      assert.equal(await store.statBlob(digest), mebibyte);
+      assert.ok((await store.readBlobBytes(digest)).equals(bytes.subarray(0, mebibyte)));
+      await store.deleteBlob(digest);
+    });
+
+    test("empty uploads and blobs", async () => {
+      const id = randomUUID();
+      await store.createUpload(id);
+      assert.equal((await collect(store.readUpload(id, 0))).length, 0);
+      assert.equal(await store.writeUpload(id, 0, chunked(Buffer.alloc(0))), 0);
+      const digest = digestOf(Buffer.alloc(0));
+      await store.commitUpload(id, 0, digest);
+      assert.equal(await store.statBlob(digest), 0);
+      assert.equal((await collect(store.readBlob(digest))).length, 0);
+      assert.equal((await store.readBlobBytes(digest)).length, 0);
+    });
+
+    test("putBlob, idempotent; missing blobs", async () => {
+      const bytes = Buffer.from(`{"manifest":"${randomUUID()}"}`);
+      const digest = digestOf(bytes);
+      await store.putBlob(digest, bytes);
+      await store.putBlob(digest, bytes);
+      assert.ok((await store.readBlobBytes(digest)).equals(bytes));
+      assert.ok((await collect(store.readBlob(digest, { start: 2, end: 5 }))).equals(bytes.subarray(2, 6)));
+      assert.equal(await store.statBlob(digest), bytes.length);
+      await store.deleteBlob(digest);
+      await store.deleteBlob(digest);
+      const missing = digestOf(randomBytes(8));
+      await assert.rejects(store.readBlob(missing), BlobNotFoundError);
+      await assert.rejects(store.readBlobBytes(missing), BlobNotFoundError);
+      assert.equal(await store.statBlob(missing), undefined);
+    });
+
+    test("deleted and unknown uploads reject with BlobNotFoundError", async () => {
+      const id = randomUUID();
+      await store.createUpload(id);
+      await store.writeUpload(id, 0, chunked(randomBytes(100)));
+      await store.deleteUpload(id);
+      await store.deleteUpload(id);
+      await assert.rejects(store.writeUpload(id, 0, chunked(randomBytes(10))), BlobNotFoundError);
+      await assert.rejects(collect(store.readUpload(id, 100)), BlobNotFoundError);
+      await assert.rejects(store.commitUpload(id, 100, digestOf(randomBytes(4))), BlobNotFoundError);
+      await store.ping();
+    });
+
+    test("another instance continues an upload and serves the blob", {
+      skip: fixture.openAnother ? false : "storage is not shared between instances",
+    }, async () => {
+      const other = await (fixture.openAnother as () => Promise<BlobStore>)();
+      const id = randomUUID();
+      const bytes = randomBytes(7 * mebibyte);
+      await store.createUpload(id);
+      await store.writeUpload(id, 0, chunked(bytes.subarray(0, 3 * mebibyte)));
+      await other.writeUpload(id, 3 * mebibyte, chunked(bytes.subarray(3 * mebibyte, 6 * mebibyte)));
+      assert.ok((await collect(other.readUpload(id, 6 * mebibyte))).equals(bytes.subarray(0, 6 * mebibyte)));
+      await store.writeUpload(id, 6 * mebibyte, chunked(bytes.subarray(6 * mebibyte)));
+      const digest = digestOf(bytes);
+      await other.commitUpload(id, bytes.length, digest);
+      assert.ok((await collect(store.readBlob(digest))).equals(bytes));
+      await other.deleteBlob(digest);
+    });
+  });
+}
