@@ -47,6 +47,7 @@ async function openBlobStore(config: BerthConfig, dataDir: string): Promise<Blob
     endpoint: s3.endpoint,
     region: s3.region,
     forcePathStyle: s3.forcePathStyle,
+    redirectExpirySeconds: s3.redirect ? s3.redirectExpirySeconds : undefined,
     credentials:
       s3.accessKeyId !== undefined && s3.secretAccessKey !== undefined
         ? { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey }

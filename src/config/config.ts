@@ -52,6 +52,10 @@ export const configSchema = z.strictObject({
           /** Static credentials; when unset the AWS SDK's standard chain (AWS_* env, profiles, roles). */
           accessKeyId: z.string().min(1).optional(),
           secretAccessKey: z.string().min(1).optional(),
+          /** Blob GETs answer 307 with a presigned URL of the bucket instead of streaming through berth. */
+          redirect: z.boolean().default(false),
+          /** Lifetime of those presigned URLs. */
+          redirectExpirySeconds: z.number().int().min(1).max(604_800).default(300),
         })
         .prefault({}),
     })

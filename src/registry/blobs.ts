@@ -21,18 +21,33 @@ export class BlobService {
     throw new RegistryError("BLOB_UNKNOWN", undefined, { detail: { digest: digest.value } });
   }
 
+  /** A URL the client can fetch the blob from directly, when the store offers one (S3 with redirect on). */
+  async redirectUrl(digest: Digest): Promise<string | undefined> {
+    const store = this.ctx.blobStore;
+    if (!store.redirectUrl) return undefined;
+    try {
+      return await store.redirectUrl(digest);
+    } catch (error) {
+      throw this.missing(digest, error);
+    }
+  }
+
   async open(digest: Digest, range?: ByteRange): Promise<Readable> {
     try {
       return await this.ctx.blobStore.readBlob(digest, range);
     } catch (error) {
-      if (error instanceof BlobNotFoundError) {
-        // Metadata points at content the store lost: say so loudly rather than pretend it never existed.
-        throw new RegistryError("UNAVAILABLE", `blob ${digest.value} is recorded but missing from storage`, {
-          status: 500,
-        });
-      }
-      throw error;
+      throw this.missing(digest, error);
     }
+  }
+
+  /** The error to throw for a failed store read: BlobNotFoundError becomes a loud 500. */
+  private missing(digest: Digest, error: unknown): unknown {
+    // Metadata points at content the store lost: say so loudly rather than pretend it never existed.
+    if (error instanceof BlobNotFoundError)
+      return new RegistryError("UNAVAILABLE", `blob ${digest.value} is recorded but missing from storage`, {
+        status: 500,
+      });
+    return error;
   }
 
   async delete(repository: string, digest: Digest): Promise<void> {

@@ -35,6 +35,12 @@ export interface BlobStore {
   /** Size in bytes, or undefined when the store does not hold it. */
   statBlob(digest: Digest): Promise<number | undefined>;
   deleteBlob(digest: Digest): Promise<void>;
+  /**
+   * A URL from which a client can GET the blob's bytes directly (it honours the client's Range header),
+   * or undefined when they must be streamed through berth. Optional: stores without direct access
+   * (filesystem) omit it. Rejects with BlobNotFoundError when absent.
+   */
+  redirectUrl?(digest: Digest): Promise<string | undefined>;
   /** Cheap check that the store can be read and written, for readiness probes. */
   ping(): Promise<void>;
 }

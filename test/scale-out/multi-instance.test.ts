@@ -71,6 +71,8 @@ describe("scale-out: two berth processes sharing PostgreSQL and one S3 bucket", 
   let dataDir: string;
   let a: Instance | undefined;
   let b: Instance | undefined;
+  /** A third instance on the same store with storage.s3.redirect on. */
+  let c: Instance | undefined;
   let bucket: TestBucket | undefined;
 
   before(async () => {
@@ -88,10 +90,11 @@ describe("scale-out: two berth processes sharing PostgreSQL and one S3 bucket", 
     });
     // Started together: both migrate the fresh schema at once.
     [a, b] = await Promise.all([serve(settings("a")), serve(settings("b"))]);
+    c = await serve({ ...settings("c"), BERTH_STORAGE_S3_REDIRECT: "true" });
   });
 
   after(async () => {
-    await Promise.all([stop(a), stop(b)]);
+    await Promise.all([stop(a), stop(b), stop(c)]);
     await dropSchema(schema);
     if (bucket) await deleteTestBucket(bucket);
     await rm(dataDir, { recursive: true, force: true });
@@ -178,5 +181,52 @@ describe("scale-out: two berth processes sharing PostgreSQL and one S3 bucket", 
     const deleted = await fetch(`${B.url}/v2/${repo}/manifests/v2`, { method: "DELETE" });
     assert.equal(deleted.status, 202);
     assert.equal((await fetch(`${A.url}/v2/${repo}/manifests/v2`, { method: "HEAD" })).status, 404);
+  });
+
+  test("with storage.s3.redirect a blob GET answers 307 to a presigned URL; without it, 200", async () => {
+    const A = a as Instance;
+    const C = c as Instance;
+    const repo = "shared/redirect";
+    const image = await pushImage(A.url, repo, "v1");
+    // A chunked (multipart, linked) blob larger than a part, so the URL must name the data object.
+    const bytes = randomBytes(6 * mebibyte + 5);
+    const digest = digestOf(bytes);
+    const started = await fetch(`${A.url}/v2/${repo}/blobs/uploads/`, { method: "POST" });
+    const pushed = await fetch(`${A.url}${withDigest(locationPath(started), digest)}`, {
+      method: "PUT",
+      headers: { "Content-Type": "application/octet-stream" },
+      body: bytes,
+    });
+    assert.equal(pushed.status, 201, await pushed.text());
+
+    for (const [blob, expected] of [
+      [digest, bytes],
+      [image.layer.digest, undefined],
+    ] as const) {
+      const redirected = await fetch(`${C.url}/v2/${repo}/blobs/${blob}`, { redirect: "manual" });
+      assert.equal(redirected.status, 307);
+      assert.equal(redirected.headers.get("docker-content-digest"), blob);
+      assert.equal((await redirected.arrayBuffer()).byteLength, 0);
+      const location = redirected.headers.get("location") ?? "";
+      assert.match(location, /X-Amz-Signature=/, "a presigned URL");
+      const direct = Buffer.from(await (await fetch(location)).arrayBuffer());
+      assert.equal(digestOf(direct), blob, "the presigned URL returns exactly the blob");
+      if (expected) assert.ok(direct.equals(expected));
+      const ranged = await fetch(location, { headers: { Range: "bytes=10-19" } });
+      assert.equal(ranged.status, 206);
+      assert.ok(Buffer.from(await ranged.arrayBuffer()).equals(direct.subarray(10, 20)));
+      // HEAD is still answered by berth.
+      const head = await fetch(`${C.url}/v2/${repo}/blobs/${blob}`, { method: "HEAD", redirect: "manual" });
+      assert.equal(head.status, 200);
+      assert.equal(head.headers.get("content-length"), String(direct.length));
+      // Without redirect the same blob is streamed through berth.
+      const streamedBlob = await fetch(`${A.url}/v2/${repo}/blobs/${blob}`, { redirect: "manual" });
+      assert.equal(streamedBlob.status, 200);
+      assert.ok(Buffer.from(await streamedBlob.arrayBuffer()).equals(direct));
+    }
+    // A client following the redirect with a Range header gets the range from the store.
+    const followed = await fetch(`${C.url}/v2/${repo}/blobs/${digest}`, { headers: { Range: "bytes=5-9" } });
+    assert.equal(followed.status, 206);
+    assert.ok(Buffer.from(await followed.arrayBuffer()).equals(bytes.subarray(5, 10)));
   });
 });

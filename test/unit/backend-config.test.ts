@@ -37,12 +37,32 @@ describe("config: storage and metadata drivers", () => {
       endpoint: "http://127.0.0.1:7480",
       forcePathStyle: true,
       prefix: "a/b/",
+      redirect: false,
+      redirectExpirySeconds: 300,
     });
     assert.deepEqual(config.metadata.postgres, {
       url: "postgres://u:p@h:5432/d",
       schema: "public",
       poolSize: 4,
     });
+  });
+
+  test("blob GET redirects from the environment", () => {
+    const config = loadConfig({
+      env: {
+        BERTH_STORAGE_DRIVER: "s3",
+        BERTH_STORAGE_S3_BUCKET: "blobs",
+        BERTH_STORAGE_S3_REDIRECT: "true",
+        BERTH_STORAGE_S3_REDIRECT_EXPIRY_SECONDS: "60",
+      },
+    });
+    assert.equal(config.storage.s3.redirect, true);
+    assert.equal(config.storage.s3.redirectExpirySeconds, 60);
+    const problems = problemsOf({ BERTH_STORAGE_S3_REDIRECT_EXPIRY_SECONDS: "0" });
+    assert.ok(
+      problems.some((p) => p.includes("BERTH_STORAGE_S3_REDIRECT_EXPIRY_SECONDS")),
+      problems.join("\n"),
+    );
   });
 
   test("required settings and bad values are reported with their names", () => {

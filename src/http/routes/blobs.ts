@@ -16,6 +16,18 @@ async function getBlob({ request, reply, registry, name, target }: RouteContext)
     reply.code(416).header("Content-Range", `bytes */${size}`).header("Content-Length", "0").send();
     return;
   }
+  // With storage.s3.redirect the client fetches the bytes from the store; it resends its Range header.
+  const location = await registry.blobs.redirectUrl(digest);
+  if (location !== undefined) {
+    // The URL expires: the redirect must not be cached like the content.
+    reply
+      .code(307)
+      .header("Location", location)
+      .header("Cache-Control", "no-store")
+      .header("Content-Length", "0")
+      .send();
+    return;
+  }
   if (range.kind === "satisfiable") {
     const { start, end } = range.range;
     const body = await registry.blobs.open(digest, range.range);

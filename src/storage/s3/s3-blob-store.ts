@@ -17,6 +17,7 @@ import {
   S3Client,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
+import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { LRUCache } from "lru-cache";
 import type { Digest } from "../../oci/digest.js";
 import type { ByteRange } from "../../oci/range.js";
@@ -32,6 +33,8 @@ export interface S3BlobStoreOptions {
   credentials?: { accessKeyId: string; secretAccessKey: string };
   /** Creates the bucket when it does not exist (convenient for tests and single-tenant stores). */
   createBucket?: boolean;
+  /** When set, `redirectUrl` presigns GETs valid this many seconds; unset, blobs are streamed. */
+  redirectExpirySeconds?: number;
 }
 
 /**
@@ -70,6 +73,7 @@ export class S3BlobStore implements BlobStore {
   private readonly client: S3Client;
   private readonly bucket: string;
   private readonly prefix: string;
+  private readonly redirectExpirySeconds: number | undefined;
   /** digest -> data key and size of published links; immutable, so never stale. */
   private readonly links = new LRUCache<string, { key: string; size: number }>({ max: 10_000 });
   /** upload id -> S3 UploadId, for uploads this instance has seen. */
@@ -78,6 +82,7 @@ export class S3BlobStore implements BlobStore {
   private constructor(options: S3BlobStoreOptions) {
     this.bucket = options.bucket;
     this.prefix = options.prefix;
+    this.redirectExpirySeconds = options.redirectExpirySeconds;
     this.client = new S3Client({
       endpoint: options.endpoint,
       region: options.region ?? process.env.AWS_REGION ?? "us-east-1",
@@ -370,6 +375,26 @@ export class S3BlobStore implements BlobStore {
     if (location.size === 0) return empty;
     const body = await this.getObject(location.key, undefined, () => digest.value);
     return Buffer.from(await body.transformToByteArray());
+  }
+
+  /**
+   * A presigned GetObject of the object holding the blob's bytes (the data key a link names), or
+   * undefined when redirects are off or the blob is empty (nothing to fetch; streamed instead). The URL
+   * covers the whole object; a client following the redirect sends its own Range header, which S3 honours.
+   */
+  async redirectUrl(digest: Digest): Promise<string | undefined> {
+    if (this.redirectExpirySeconds === undefined) return undefined;
+    const location = await this.locate(digest);
+    if (!location) throw new BlobNotFoundError(digest.value);
+    if (location.size === 0) return undefined;
+    return getSignedUrl(
+      this.client,
+      new GetObjectCommand({
+        Bucket: this.bucket,
+        Key: location.key,
+      }),
+      { expiresIn: this.redirectExpirySeconds },
+    );
   }
 
   async statBlob(digest: Digest): Promise<number | undefined> {
