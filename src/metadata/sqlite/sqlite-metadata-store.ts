@@ -44,6 +44,8 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly groupCommit: GroupCommit | undefined;
   /** Writes through this connection, which SQLite's data_version does not count. */
   private writes = 0;
+  /** Each multi-statement write, wrapped once as an IMMEDIATE transaction rather than on every call. */
+  private readonly transactions: ReturnType<SqliteMetadataStore["wrapTransactions"]>;
 
   constructor(path: string, options: { synchronous: "full" | "normal" }) {
     this.db = new Database(path);
@@ -56,6 +58,16 @@ export class SqliteMetadataStore implements MetadataStore {
     this.db.pragma("busy_timeout = 5000");
     migrate(this.db);
     this.statements = prepareStatements(this.db);
+    this.transactions = this.wrapTransactions();
+  }
+
+  private wrapTransactions() {
+    return {
+      linkBlob: this.db.transaction(this.linkBlobTransaction).immediate,
+      recordBlob: this.db.transaction(this.recordBlobTransaction).immediate,
+      putManifest: this.db.transaction(this.putManifestTransaction).immediate,
+      deleteManifest: this.db.transaction(this.deleteManifestTransaction).immediate,
+    };
   }
 
   private repositoryId(name: string): number | undefined {
@@ -85,20 +97,23 @@ export class SqliteMetadataStore implements MetadataStore {
   };
 
   async linkBlob(repository: string, digest: string): Promise<boolean> {
-    return this.durable(
-      this.db.transaction(this.linkBlobTransaction).immediate(repository, digest, Date.now()),
-    );
+    return this.durable(this.transactions.linkBlob(repository, digest, Date.now()));
   }
 
+  private readonly recordBlobTransaction = (
+    repository: string,
+    digest: string,
+    size: number,
+    uploadId: string | undefined,
+    now: number,
+  ): void => {
+    this.statements.insertBlob.run(digest, size, now);
+    this.statements.linkBlob.run(this.ensureRepository(repository, now), digest, now);
+    if (uploadId !== undefined) this.statements.deleteUpload.run(uploadId);
+  };
+
   async recordBlob(repository: string, digest: string, size: number, uploadId?: string): Promise<void> {
-    const now = Date.now();
-    this.db
-      .transaction(() => {
-        this.statements.insertBlob.run(digest, size, now);
-        this.statements.linkBlob.run(this.ensureRepository(repository, now), digest, now);
-        if (uploadId !== undefined) this.statements.deleteUpload.run(uploadId);
-      })
-      .immediate();
+    this.transactions.recordBlob(repository, digest, size, uploadId, Date.now());
     await this.durable(undefined);
   }
 
@@ -230,27 +245,23 @@ export class SqliteMetadataStore implements MetadataStore {
     manifest: NewManifest,
     tag: string | undefined,
   ): Promise<MissingReference[]> {
-    return this.durable(
-      this.db.transaction(this.putManifestTransaction).immediate(repository, manifest, tag),
-    );
+    return this.durable(this.transactions.putManifest(repository, manifest, tag));
   }
 
   async deleteManifest(repository: string, digest: string): Promise<boolean> {
     const id = this.repositoryId(repository);
     if (id === undefined) return false;
-    return this.durable(
-      this.db
-        .transaction(() => {
-          const deleted = this.statements.deleteManifest.run(id, digest).changes > 0;
-          if (deleted) {
-            this.statements.deleteTagsOfManifest.run(id, digest);
-            this.statements.deleteReferences.run(id, digest);
-          }
-          return deleted;
-        })
-        .immediate(),
-    );
+    return this.durable(this.transactions.deleteManifest(id, digest));
   }
+
+  private readonly deleteManifestTransaction = (id: number, digest: string): boolean => {
+    const deleted = this.statements.deleteManifest.run(id, digest).changes > 0;
+    if (deleted) {
+      this.statements.deleteTagsOfManifest.run(id, digest);
+      this.statements.deleteReferences.run(id, digest);
+    }
+    return deleted;
+  };
 
   async deleteTag(repository: string, tag: string): Promise<boolean> {
     const id = this.repositoryId(repository);
