@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ClientOptions, type ClientResult, runClient } from "./clients.js";
+import type { OciLayoutFixture } from "./oci-layout.js";
 
 /**
  * Private state for the containers/image tools (skopeo, podman): config files, auth file,
@@ -106,4 +107,20 @@ export async function createContainersSandbox(): Promise<ContainersSandbox> {
       runClient("podman", [...podmanGlobalArgs, ...args], { env, mountSetup, ...options }),
     remove: () => rm(dir, { recursive: true, force: true }),
   };
+}
+
+/**
+ * Copies the fixture's OCI image, two-platform index and Docker schema 2 image into the registry with
+ * skopeo, as seed/image:v1, seed/multiarch:v1 and seed/docker:v1, for clients that then pull them.
+ */
+export async function seedRegistry(
+  sandbox: ContainersSandbox,
+  host: string,
+  layout: OciLayoutFixture,
+): Promise<void> {
+  const seed = (source: string, repoAndTag: string) =>
+    sandbox.skopeo(["copy", "--all", "--dest-tls-verify=false", source, `docker://${host}/${repoAndTag}`]);
+  await seed(`oci:${layout.dir}:${layout.image.tag}`, "seed/image:v1");
+  await seed(`oci:${layout.dir}:${layout.multiarch.tag}`, "seed/multiarch:v1");
+  await seed(`dir:${layout.docker.dir}`, "seed/docker:v1");
 }

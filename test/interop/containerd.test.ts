@@ -7,7 +7,11 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ClientError, findBinary, inCI, requireClients, runClient } from "../helpers/clients.js";
-import { type ContainersSandbox, createContainersSandbox } from "../helpers/containers-sandbox.js";
+import {
+  type ContainersSandbox,
+  createContainersSandbox,
+  seedRegistry,
+} from "../helpers/containers-sandbox.js";
 import { buildOciLayout, DOCKER_MANIFEST, OCI_INDEX, type OciLayoutFixture } from "../helpers/oci-layout.js";
 import { startTestRegistry, type TestRegistry } from "../helpers/registry.js";
 import { assertManifestComplete } from "../helpers/registry-http.js";
@@ -94,17 +98,7 @@ describe("containerd (ctr) against berth", () => {
     registry = await startTestRegistry();
     layout = await buildOciLayout("containerd");
     seeder = await createContainersSandbox();
-    const seed = (source: string, repoAndTag: string) =>
-      seeder.skopeo([
-        "copy",
-        "--all",
-        "--dest-tls-verify=false",
-        source,
-        `docker://${registry.host}/${repoAndTag}`,
-      ]);
-    await seed(`oci:${layout.dir}:${layout.image.tag}`, "seed/image:v1");
-    await seed(`oci:${layout.dir}:${layout.multiarch.tag}`, "seed/multiarch:v1");
-    await seed(`dir:${layout.docker.dir}`, "seed/docker:v1");
+    await seedRegistry(seeder, registry.host, layout);
     containerd = await startContainerd();
   });
 

@@ -3,7 +3,11 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { requireClients } from "../helpers/clients.js";
-import { type ContainersSandbox, createContainersSandbox } from "../helpers/containers-sandbox.js";
+import {
+  type ContainersSandbox,
+  createContainersSandbox,
+  seedRegistry,
+} from "../helpers/containers-sandbox.js";
 import {
   buildOciLayout,
   DOCKER_MANIFEST,
@@ -43,17 +47,7 @@ describe("podman against berth", () => {
     registry = await startTestRegistry();
     layout = await buildOciLayout("podman");
     const seeder = await freshSandbox();
-    const seed = (source: string, repoAndTag: string) =>
-      seeder.skopeo([
-        "copy",
-        "--all",
-        "--dest-tls-verify=false",
-        source,
-        `docker://${registry.host}/${repoAndTag}`,
-      ]);
-    await seed(`oci:${layout.dir}:${layout.image.tag}`, "seed/image:v1");
-    await seed(`oci:${layout.dir}:${layout.multiarch.tag}`, "seed/multiarch:v1");
-    await seed(`dir:${layout.docker.dir}`, "seed/docker:v1");
+    await seedRegistry(seeder, registry.host, layout);
   });
 
   after(async () => {
