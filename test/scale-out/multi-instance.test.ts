@@ -7,7 +7,15 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { S3BlobStore } from "../../src/storage/s3/s3-blob-store.js";
-import { digestOf, pushImage } from "../helpers/oci.js";
+import {
+  descriptorOf,
+  digestOf,
+  imageManifest,
+  pushBlob,
+  pushImage,
+  putManifest,
+  types,
+} from "../helpers/oci.js";
 import { dropSchema, newSchemaName, postgresSkip, requirePostgresUrl } from "../helpers/postgres.js";
 import { deleteTestBucket, s3Skip, type TestBucket, testBucket } from "../helpers/s3.js";
 
@@ -181,6 +189,103 @@ describe("scale-out: two berth processes sharing PostgreSQL and one S3 bucket", 
     const deleted = await fetch(`${B.url}/v2/${repo}/manifests/v2`, { method: "DELETE" });
     assert.equal(deleted.status, 202);
     assert.equal((await fetch(`${A.url}/v2/${repo}/manifests/v2`, { method: "HEAD" })).status, 404);
+  });
+
+  test("concurrent pushes of the same blob to both instances all succeed and store it intact", async () => {
+    const instances = [a as Instance, b as Instance];
+    const repo = "shared/same-blob";
+    // Larger than one 5 MiB part, so every push is a multipart upload racing the others to publish.
+    const bytes = randomBytes(11 * mebibyte + 3);
+    const digest = digestOf(bytes);
+    const pushes = Array.from({ length: 8 }, async (_, index) => {
+      const instance = instances[index % 2] as Instance;
+      if (index % 4 < 2) {
+        // Monolithic: POST then PUT with the whole body.
+        const started = await fetch(`${instance.url}/v2/${repo}/blobs/uploads/`, { method: "POST" });
+        assert.equal(started.status, 202);
+        return fetch(`${instance.url}${withDigest(locationPath(started), digest)}`, {
+          method: "PUT",
+          headers: { "Content-Type": "application/octet-stream" },
+          body: bytes,
+        });
+      }
+      // Chunked, with the second chunk and the close sent to the other instance.
+      const other = instances[(index + 1) % 2] as Instance;
+      const split = 6 * mebibyte;
+      const started = await fetch(`${instance.url}/v2/${repo}/blobs/uploads/`, { method: "POST" });
+      const first = await fetch(`${instance.url}${locationPath(started)}`, {
+        method: "PATCH",
+        headers: { "Content-Type": "application/octet-stream", "Content-Range": `0-${split - 1}` },
+        body: bytes.subarray(0, split),
+      });
+      assert.equal(first.status, 202, await first.text());
+      return fetch(`${other.url}${withDigest(locationPath(first), digest)}`, {
+        method: "PUT",
+        headers: {
+          "Content-Type": "application/octet-stream",
+          "Content-Range": `${split}-${bytes.length - 1}`,
+        },
+        body: bytes.subarray(split),
+      });
+    });
+    for (const response of await Promise.all(pushes)) {
+      assert.equal(response.status, 201, await response.text());
+      assert.equal(response.headers.get("docker-content-digest"), digest);
+    }
+    for (const instance of instances) {
+      const fetched = await fetch(`${instance.url}/v2/${repo}/blobs/${digest}`);
+      assert.equal(fetched.status, 200);
+      assert.ok(Buffer.from(await fetched.arrayBuffer()).equals(bytes), "the blob reads back byte for byte");
+    }
+  });
+
+  test("concurrent pushes of one tag to both instances: all acknowledged, one winner both agree on", async () => {
+    const instances = [a as Instance, b as Instance];
+    const repo = "shared/same-tag";
+    // Blobs first (each image its own), then 16 manifest PUTs of one tag, half to each instance, at once.
+    const images = await Promise.all(
+      Array.from({ length: 16 }, async (_, index) => {
+        const instance = instances[index % 2] as Instance;
+        const configBytes = Buffer.from(JSON.stringify({ architecture: "amd64", os: "linux", index }));
+        const layerBytes = randomBytes(1024);
+        await pushBlob(instance.url, repo, configBytes);
+        await pushBlob(instance.url, repo, layerBytes);
+        const manifest = imageManifest(descriptorOf(types.ociConfig, configBytes), [
+          descriptorOf(types.ociLayer, layerBytes),
+        ]);
+        return { manifest, digest: digestOf(manifest), instance };
+      }),
+    );
+    // Every image twice: identical bytes to the same tag from both instances at once must also succeed.
+    const responses = await Promise.all(
+      images.flatMap((image, index) => [
+        putManifest(image.instance.url, repo, "latest", image.manifest),
+        putManifest((instances[(index + 1) % 2] as Instance).url, repo, "latest", image.manifest),
+      ]),
+    );
+    for (const response of responses) assert.equal(response.status, 201, await response.text());
+
+    const winners = await Promise.all(
+      instances.map(async (instance) => {
+        const head = await fetch(`${instance.url}/v2/${repo}/manifests/latest`, { method: "HEAD" });
+        assert.equal(head.status, 200);
+        return head.headers.get("docker-content-digest");
+      }),
+    );
+    assert.equal(winners[0], winners[1], "both instances resolve the tag to the same manifest");
+    assert.ok(
+      images.some((image) => image.digest === winners[0]),
+      "the tag names one of the pushed manifests",
+    );
+    for (const image of images) {
+      for (const instance of instances) {
+        const byDigest = await fetch(`${instance.url}/v2/${repo}/manifests/${image.digest}`);
+        assert.equal(byDigest.status, 200);
+        assert.ok(Buffer.from(await byDigest.arrayBuffer()).equals(image.manifest));
+      }
+    }
+    const tags = await fetch(`${instances[1]?.url}/v2/${repo}/tags/list`);
+    assert.deepEqual(((await tags.json()) as { tags: string[] }).tags, ["latest"]);
   });
 
   test("with storage.s3.redirect a blob GET answers 307 to a presigned URL; without it, 200", async () => {
