@@ -1,6 +1,7 @@
 import { Readable } from "node:stream";
 import {
   AbortMultipartUploadCommand,
+  type CompletedPart,
   CompleteMultipartUploadCommand,
   CreateBucketCommand,
   CreateMultipartUploadCommand,
@@ -12,9 +13,9 @@ import {
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
   ListPartsCommand,
-  type Part,
   PutObjectCommand,
   S3Client,
+  type Part as UploadedPart,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
@@ -22,6 +23,7 @@ import { LRUCache } from "lru-cache";
 import type { Digest } from "../../oci/digest.js";
 import type { ByteRange } from "../../oci/range.js";
 import { BlobNotFoundError, type BlobStore } from "../blob-store.js";
+import { type Part, PartLayout } from "./part-layout.js";
 
 export interface S3BlobStoreOptions {
   bucket: string;
@@ -35,15 +37,9 @@ export interface S3BlobStoreOptions {
   createBucket?: boolean;
   /** When set, `redirectUrl` presigns GETs valid this many seconds; unset, blobs are streamed. */
   redirectExpirySeconds?: number;
+  /** How offsets map to parts; the default suits production, tests shrink the tiers to cross them cheaply. */
+  partLayout?: PartLayout;
 }
-
-/**
- * Size of every multipart part but the last, and of the readable segments. The S3 minimum; fixed, because
- * part numbers are derived from offsets and every instance must agree on them. 10,000 parts cap a blob
- * at about 48.8 GiB.
- */
-export const partSize = 5 * 1024 * 1024;
-const maxParts = 10_000;
 
 const uploadIdGrammar = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** Object metadata (x-amz-meta-*) of a blob key that points at data stored under another key. */
@@ -53,11 +49,11 @@ const linkSize = "berth-size";
 /**
  * Blobs in an S3-compatible bucket, shared by any number of berth instances. Layout under the prefix:
  *
- * - `uploads/<id>/seg-<offset>`: the upload's bytes from `offset` (a multiple of `partSize`), one
- *   object per part, so any instance can read them back to rebuild a running hash (S3 cannot GET a part
+ * - `uploads/<id>/seg-<offset>`: the upload's bytes from `offset` (the start of a part of the
+ *   PartLayout), one object per part, so any instance can read them back to rebuild a running hash (S3 cannot GET a part
  *   of an unfinished multipart upload). The last segment is the tail shorter than a part; a later chunk
  *   rewrites it longer, and once it is a full part it is uploaded as a part too.
- * - `data/<id>`: the upload's multipart upload; each full segment is also its part `offset/partSize+1`.
+ * - `data/<id>`: the upload's multipart upload; each full segment is also its part (numbered by the PartLayout).
  *   The UploadId and part ETags are recovered with ListMultipartUploads and ListParts, so no instance
  *   keeps state. CompleteMultipartUpload assembles the blob in place: its bytes are never copied.
  * - `blobs/<algorithm>/<hex>`: the published blob. For uploads it is an empty link object whose metadata
@@ -74,6 +70,7 @@ export class S3BlobStore implements BlobStore {
   private readonly bucket: string;
   private readonly prefix: string;
   private readonly redirectExpirySeconds: number | undefined;
+  private readonly layout: PartLayout;
   /** digest -> data key and size of published links; immutable, so never stale. */
   private readonly links = new LRUCache<string, { key: string; size: number }>({ max: 10_000 });
   /** upload id -> S3 UploadId, for uploads this instance has seen. */
@@ -83,6 +80,7 @@ export class S3BlobStore implements BlobStore {
     this.bucket = options.bucket;
     this.prefix = options.prefix;
     this.redirectExpirySeconds = options.redirectExpirySeconds;
+    this.layout = options.partLayout ?? new PartLayout();
     this.client = new S3Client({
       endpoint: options.endpoint,
       region: options.region ?? process.env.AWS_REGION ?? "us-east-1",
@@ -149,7 +147,8 @@ export class S3BlobStore implements BlobStore {
 
   async writeUpload(uploadId: string, offset: number, source: AsyncIterable<Buffer>): Promise<number> {
     const multipartId = await this.multipartId(uploadId);
-    let segmentStart = offset - (offset % partSize);
+    let part = this.layout.partAt(offset);
+    let segmentStart = part.start;
     // The bytes already received of the part this chunk continues (the tail segment), at most one part.
     let buffer =
       offset > segmentStart ? await this.readSegment(uploadId, segmentStart, offset - segmentStart) : empty;
@@ -157,13 +156,14 @@ export class S3BlobStore implements BlobStore {
     for await (const chunk of source) {
       written += chunk.length;
       let rest = chunk;
-      while (buffer.length + rest.length >= partSize) {
-        const take = partSize - buffer.length;
-        const part = Buffer.concat([buffer, rest.subarray(0, take)]);
+      while (buffer.length + rest.length >= part.size) {
+        const take = part.size - buffer.length;
+        const full = Buffer.concat([buffer, rest.subarray(0, take)]);
         rest = rest.subarray(take);
         buffer = empty;
-        await this.putPart(uploadId, multipartId, segmentStart, part);
-        segmentStart += partSize;
+        await this.putPart(uploadId, multipartId, part, full);
+        part = this.layout.partAt(part.start + part.size);
+        segmentStart = part.start;
       }
       buffer = buffer.length === 0 ? Buffer.from(rest) : Buffer.concat([buffer, rest]);
     }
@@ -172,22 +172,19 @@ export class S3BlobStore implements BlobStore {
   }
 
   /** A full part: uploaded as a multipart part and, readable, as a segment. */
-  private async putPart(uploadId: string, multipartId: string, start: number, bytes: Buffer): Promise<void> {
-    const partNumber = start / partSize + 1;
-    if (partNumber > maxParts)
-      throw new Error(`blob too large: more than ${maxParts} parts of ${partSize} bytes`);
+  private async putPart(uploadId: string, multipartId: string, part: Part, bytes: Buffer): Promise<void> {
     await Promise.all([
       this.client.send(
         new UploadPartCommand({
           Bucket: this.bucket,
           Key: this.dataKey(uploadId),
           UploadId: multipartId,
-          PartNumber: partNumber,
+          PartNumber: part.number,
           Body: bytes,
           ContentLength: bytes.length,
         }),
       ),
-      this.putSegment(uploadId, start, bytes),
+      this.putSegment(uploadId, part.start, bytes),
     ]);
   }
 
@@ -219,11 +216,11 @@ export class S3BlobStore implements BlobStore {
     this.uploadPrefix(uploadId);
     const store = this;
     async function* segments(): AsyncGenerator<Buffer> {
-      for (let start = 0; start < length; start += partSize) {
-        const want = Math.min(partSize, length - start);
+      if (length === 0) return;
+      for (const part of store.layout.partsOf(length)) {
         const body = await store.getObject(
-          store.segmentKey(uploadId, start),
-          { start: 0, end: want - 1 },
+          store.segmentKey(uploadId, part.start),
+          { start: 0, end: part.size - 1 },
           () => `upload ${uploadId}`,
         );
         for await (const chunk of body as AsyncIterable<Buffer>) yield chunk;
@@ -241,29 +238,27 @@ export class S3BlobStore implements BlobStore {
       await this.deleteUpload(uploadId);
       return;
     }
-    const parts = Math.ceil(size / partSize);
-    const tail = size - (parts - 1) * partSize;
-    if (tail < partSize) {
-      const start = (parts - 1) * partSize;
+    const last = this.layout.partAt(size - 1);
+    const tail = size - last.start;
+    if (tail < last.size) {
       await this.client.send(
         new UploadPartCommand({
           Bucket: this.bucket,
           Key: dataKey,
           UploadId: multipartId,
-          PartNumber: parts,
-          Body: await this.readSegment(uploadId, start, tail),
+          PartNumber: last.number,
+          Body: await this.readSegment(uploadId, last.start, tail),
           ContentLength: tail,
         }),
       );
     }
     const uploaded = await this.listParts(dataKey, multipartId);
-    const chosen: Part[] = [];
-    for (let number = 1; number <= parts; number++) {
-      const part = uploaded.get(number);
-      const expected = number === parts ? tail : partSize;
-      if (!part?.ETag || part.Size !== expected)
-        throw new BlobNotFoundError(`upload ${uploadId} part ${number}`);
-      chosen.push({ PartNumber: number, ETag: part.ETag });
+    const chosen: CompletedPart[] = [];
+    for (const part of this.layout.partsOf(size)) {
+      const found = uploaded.get(part.number);
+      if (!found?.ETag || found.Size !== part.size)
+        throw new BlobNotFoundError(`upload ${uploadId} part ${part.number}`);
+      chosen.push({ PartNumber: part.number, ETag: found.ETag });
     }
     // Ceph RGW answers with an empty ETag; nothing here needs it.
     await this.client.send(
@@ -292,8 +287,8 @@ export class S3BlobStore implements BlobStore {
     await this.deletePrefix(this.uploadPrefix(uploadId));
   }
 
-  private async listParts(key: string, multipartId: string): Promise<Map<number, Part>> {
-    const parts = new Map<number, Part>();
+  private async listParts(key: string, multipartId: string): Promise<Map<number, UploadedPart>> {
+    const parts = new Map<number, UploadedPart>();
     let marker: string | undefined;
     for (;;) {
       const page = await this.client.send(
