@@ -7,6 +7,8 @@ export const proxyCounters = [
   "hits",
   /** Pulls whose content had to be fetched from the upstream. */
   "misses",
+  /** Blob pulls that joined a fetch of the same blob already in flight instead of starting another. */
+  "coalesced",
   /** Body bytes received from upstreams (manifests and blobs). */
   "upstreamBytes",
   /** HTTP requests sent to upstreams, token requests excluded. */

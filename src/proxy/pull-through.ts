@@ -278,13 +278,13 @@ export class PullThroughCache {
     const key = `${target.upstream.client.origin} ${digest.value}`;
     const running = this.blobFetches.get(key);
     if (running !== undefined) {
+      this.metrics.add(prefix, "coalesced");
       try {
         await running.stored;
       } catch (error) {
         throw error instanceof UpstreamUnavailableError ? unavailable(error, false) : error;
       }
       if (running.repository !== repository) await this.linkStored(repository, target, digest);
-      this.metrics.add(prefix, "hits");
       return undefined;
     }
     // Another repository holds the bytes: once the upstream confirms this repository has them too, link.
