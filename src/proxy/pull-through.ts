@@ -271,7 +271,11 @@ export class PullThroughCache {
    * and are then served from the store. A caller that disconnects does not stop the fetch: the blob is
    * still stored for the others (and the next pull).
    */
-  async pullBlob(repository: string, digest: Digest): Promise<{ body: Readable; size?: number } | undefined> {
+  async pullBlob(
+    repository: string,
+    digest: Digest,
+    joinedFailedFetch = false,
+  ): Promise<{ body: Readable; size?: number } | undefined> {
     if (await this.holds(repository, digest)) return undefined;
     const target = this.locate(repository);
     const prefix = target.upstream.config.prefix;
@@ -282,6 +286,8 @@ export class PullThroughCache {
       try {
         await running.stored;
       } catch (error) {
+        // That fetch failed for its own reasons (a cut connection, a corrupt body): try once more alone.
+        if (!joinedFailedFetch) return this.pullBlob(repository, digest, true);
         throw error instanceof UpstreamUnavailableError ? unavailable(error, false) : error;
       }
       if (running.repository !== repository) await this.linkStored(repository, target, digest);
@@ -300,14 +306,14 @@ export class PullThroughCache {
     const client = new PassThrough();
     // Errors on the client's side only detach it; the fetch goes on for the store.
     client.on("error", () => {});
-    const stored = this.store(repository, target, digest, response, size, client);
-    const entry: BlobFetch = { repository, stored };
+    const entry: BlobFetch = { repository, stored: Promise.resolve() };
+    // Called as soon as the outcome is known, so no request joins a fetch that already failed.
+    const forget = () => {
+      if (this.blobFetches.get(key) === entry) this.blobFetches.delete(key);
+    };
+    entry.stored = this.store(repository, target, digest, response, size, client, forget);
+    entry.stored.catch(() => {});
     this.blobFetches.set(key, entry);
-    stored
-      .catch(() => {})
-      .finally(() => {
-        if (this.blobFetches.get(key) === entry) this.blobFetches.delete(key);
-      });
     return { body: client, ...(size !== undefined ? { size } : {}) };
   }
 
@@ -322,6 +328,7 @@ export class PullThroughCache {
     response: Response,
     size: number | undefined,
     client: PassThrough,
+    forget: () => void,
   ): Promise<void> {
     const { blobStore, metadata, config } = this.ctx;
     const prefix = target.upstream.config.prefix;
@@ -374,7 +381,9 @@ export class PullThroughCache {
       }
       await blobStore.commitUpload(uploadId, written, digest);
       await metadata.recordBlob(repository, digest.value, written, session ? uploadId : undefined);
+      forget();
     } catch (error) {
+      forget();
       this.metrics.add(prefix, "upstreamFailures");
       client.destroy(error as Error);
       await blobStore.deleteUpload(uploadId).catch(() => {});

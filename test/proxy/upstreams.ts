@@ -123,9 +123,13 @@ export interface Relay {
 /**
  * A TCP relay in front of a real upstream. With `holdAfterBytes`, it stops forwarding upstream->berth
  * traffic once that many bytes went through, until `release()`: a test can then see what berth did
- * with the part it has while the upstream transfer is provably unfinished.
+ * with the part it has while the upstream transfer is provably unfinished. `flipByteAt` corrupts the
+ * byte at that offset of the upstream->berth traffic (of all connections together).
  */
-export async function startRelay(target: string, options: { holdAfterBytes?: number } = {}): Promise<Relay> {
+export async function startRelay(
+  target: string,
+  options: { holdAfterBytes?: number; flipByteAt?: number } = {},
+): Promise<Relay> {
   const [targetHost, targetPort] = target.split(":") as [string, string];
   let forwarded = 0;
   let held = options.holdAfterBytes !== undefined;
@@ -144,7 +148,13 @@ export async function startRelay(target: string, options: { holdAfterBytes?: num
     downstream.on("error", closeBoth).on("close", closeBoth);
     upstream.on("error", closeBoth).on("close", closeBoth);
     downstream.pipe(upstream);
-    upstream.on("data", (chunk: Buffer) => {
+    upstream.on("data", (received: Buffer) => {
+      const flip = options.flipByteAt;
+      let chunk = received;
+      if (flip !== undefined && flip >= forwarded && flip < forwarded + chunk.length) {
+        chunk = Buffer.from(received);
+        chunk[flip - forwarded] = (chunk[flip - forwarded] ?? 0) ^ 0xff;
+      }
       const limit = options.holdAfterBytes ?? Number.POSITIVE_INFINITY;
       if (!held || forwarded + chunk.length <= limit) {
         forwarded += chunk.length;
