@@ -386,6 +386,8 @@ export class PullThroughCache {
       forget();
       this.metrics.add(prefix, "upstreamFailures");
       client.destroy(error as Error);
+      // Frees the upstream connection when the failure came before the body was read to its end.
+      await response.body?.cancel().catch(() => {});
       await blobStore.deleteUpload(uploadId).catch(() => {});
       if (session) await metadata.deleteUploadSession(uploadId).catch(() => {});
       throw error;

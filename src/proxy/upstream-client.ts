@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { rootCertificates } from "node:tls";
 import { Agent, fetch, type Response } from "undici";
 import type { UpstreamConfig } from "./proxy-config.js";
 import type { ProxyMetrics } from "./proxy-metrics.js";
@@ -56,7 +57,10 @@ export class UpstreamClient {
       connectTimeout: timeout,
       connect: {
         rejectUnauthorized: !config.tls.insecureSkipVerify,
-        ...(config.tls.caFile !== undefined ? { ca: readFileSync(config.tls.caFile) } : {}),
+        // Added to the system's roots, not instead: upstreams often redirect blob GETs to a public CDN.
+        ...(config.tls.caFile !== undefined
+          ? { ca: [...rootCertificates, readFileSync(config.tls.caFile, "utf8")] }
+          : {}),
       },
     });
   }
@@ -67,7 +71,8 @@ export class UpstreamClient {
    * rejects with UpstreamUnavailableError when there was no usable answer.
    */
   async request(method: "GET" | "HEAD", path: string, scope: string, accept?: string): Promise<Response> {
-    const headers: Record<string, string> = {};
+    // Identity encoding: Content-Length and the digest must describe the bytes as the upstream stores them.
+    const headers: Record<string, string> = { "Accept-Encoding": "identity" };
     if (accept !== undefined) headers.Accept = accept;
     const cached = this.cachedAuthorization(scope);
     if (cached !== undefined) headers.Authorization = cached;
@@ -192,6 +197,8 @@ export function parseChallenge(
 }
 
 function describeNetworkError(error: unknown): string {
+  // fetch reports "fetch failed"; the cause says what failed (ECONNREFUSED, a certificate problem...).
   const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-  return cause?.code ?? cause?.message ?? (error as Error).message;
+  if (cause === undefined) return (error as Error).message;
+  return [cause.code, cause.message].filter((part) => part !== undefined && part !== "").join(": ");
 }
