@@ -115,7 +115,13 @@ export class PullThroughCache {
         this.metrics.add(prefix, "hits");
         return;
       }
-      await this.fetchManifest(repository, target, reference);
+      try {
+        await this.fetchManifest(repository, target, reference);
+      } catch (error) {
+        if (!(error instanceof UpstreamUnavailableError)) throw error;
+        this.metrics.add(prefix, "upstreamFailures");
+        throw unavailable(error, false);
+      }
       return;
     }
     const cached = await metadata.getTaggedManifest(repository, reference.tag);

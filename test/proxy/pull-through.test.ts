@@ -208,10 +208,13 @@ describe("pull-through cache of a Distribution upstream", needsDistribution, () 
       await pull("strict/team/outage", image.digest, image);
 
       for (const prefix of ["stale", "strict"]) {
-        const missing = await fetch(`${proxy.url}/v2/${prefix}/team/outage/manifests/v2`);
-        assert.equal(missing.status, 502, `${prefix}: nothing cached for v2`);
-        const error = (await missing.json()) as { errors: { message: string }[] };
-        assert.match(error.errors[0]?.message ?? "", /nothing cached to serve instead/);
+        for (const reference of ["v2", uncached.digest]) {
+          const missing = await fetch(`${proxy.url}/v2/${prefix}/team/outage/manifests/${reference}`);
+          assert.equal(missing.status, 502, `${prefix}: nothing cached for ${reference}`);
+          const error = (await missing.json()) as { errors: { code: string; message: string }[] };
+          assert.equal(error.errors[0]?.code, "UNAVAILABLE");
+          assert.match(error.errors[0]?.message ?? "", /nothing cached to serve instead/);
+        }
         const layer = await blob(`${prefix}/team/outage`, uncached.layer.digest);
         assert.equal(layer.status, 502);
         await layer.arrayBuffer();
