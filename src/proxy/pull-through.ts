@@ -309,7 +309,8 @@ export class PullThroughCache {
     this.metrics.add(prefix, "misses");
     const length = response.headers.get("content-length");
     const size = length !== null && /^\d{1,15}$/.test(length) ? Number(length) : undefined;
-    const client = new PassThrough();
+    // Room for a few upstream chunks, so the store is not paused on every write to a slower socket.
+    const client = new PassThrough({ highWaterMark: 1024 * 1024 });
     // Errors on the client's side only detach it; the fetch goes on for the store.
     client.on("error", () => {});
     const entry: BlobFetch = { repository, stored: Promise.resolve() };
