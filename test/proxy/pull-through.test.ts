@@ -113,6 +113,23 @@ describe("pull-through cache of a Distribution upstream", needsDistribution, () 
     assert.equal(counts("dist").misses, before + 1, "the GET after the HEAD still had to fetch");
   });
 
+  test("bytes cached for one repository serve another only once the upstream confirms it has them", async () => {
+    const image = await pushUpstreamImage(upstream.url, "team/shared", "v1");
+    await pull("dist/team/shared", "v1", image);
+    // Same upstream repository through another prefix: a HEAD upstream, then linked, no bytes moved.
+    const before = counts("fresh");
+    const linked = await blob("fresh/team/shared", image.layer.digest);
+    assert.equal(digestOf(Buffer.from(await linked.arrayBuffer())), image.layer.digest);
+    const after = counts("fresh");
+    assert.equal(after.upstreamBytes, before.upstreamBytes);
+    assert.equal(after.misses, before.misses);
+    // A repository that does not have the blob upstream does not get it from the cache (isolation).
+    await pushUpstreamImage(upstream.url, "team/elsewhere", "v1");
+    const isolated = await blob("dist/team/elsewhere", image.layer.digest);
+    assert.equal(isolated.status, 404);
+    assert.deepEqual(await errorCodes(isolated), ["BLOB_UNKNOWN"]);
+  });
+
   test("official images: hub/<name> is library/<name> upstream, deeper paths are unchanged", async () => {
     const official = await pushUpstreamImage(upstream.url, "library/alpine", "3");
     const user = await pushUpstreamImage(upstream.url, "someone/tool", "1");
