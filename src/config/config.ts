@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { proxyConfigSchema } from "../proxy/proxy-config.js";
 import { authConfigSchema, tlsConfigSchema } from "./auth-config.js";
 
 /**
@@ -145,6 +146,8 @@ export const configSchema = z.strictObject({
   auth: authConfigSchema,
   /** HTTPS, and optionally client certificates. */
   tls: tlsConfigSchema,
+  /** Pull-through caches: repository prefixes served read-only from upstream registries. */
+  proxy: proxyConfigSchema,
 });
 
 export type BerthConfig = z.infer<typeof configSchema>;

@@ -153,6 +153,9 @@ export function buildApp(
           neededAccess(match.route, request.method, name),
         )
       : undefined;
+    // Pull-through caches are read-only for clients (after authorization, so 401 challenges still come first).
+    if (registry.proxy?.handles(name) && isWrite(match.route, request.method))
+      throw registry.proxy.readOnly(name);
     await handler({ request, reply, registry, config, name, target: match.target, query, caller });
     // Returning the reply makes Fastify wait for a streamed body instead of ending the response early.
     return reply;
@@ -200,6 +203,10 @@ export function buildApp(
   });
 
   return app;
+}
+
+function isWrite(route: RouteName, method: string): boolean {
+  return route === "blob-upload" || route === "blob-upload-chunk" || method === "PUT" || method === "DELETE";
 }
 
 /**

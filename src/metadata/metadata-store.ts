@@ -109,6 +109,11 @@ export interface NewManifest {
   annotations: Record<string, string> | undefined;
   references: ManifestReference[];
   now: number;
+  /**
+   * Pull-through cache: recorded without checking that the references are present, since they are
+   * fetched from the upstream when a client asks for them (the manifest's digest was verified).
+   */
+  referencesFetchedOnDemand?: boolean;
 }
 
 export interface MissingReference {

@@ -5,6 +5,7 @@ import { type Digest, digestFromHex, parseDigest } from "../oci/digest.js";
 import { RegistryError } from "../oci/errors.js";
 import { parseManifest } from "../oci/manifest.js";
 import type { Reference } from "../oci/reference.js";
+import type { PullThroughCache } from "../proxy/pull-through.js";
 import { deletesDisabled } from "./blobs.js";
 import type { RegistryContext } from "./context.js";
 
@@ -18,7 +19,10 @@ export class ManifestService {
     sizeCalculation: (bytes) => Math.max(1, bytes.length),
   });
 
-  constructor(private readonly ctx: RegistryContext) {}
+  constructor(
+    private readonly ctx: RegistryContext,
+    private readonly pullThrough?: PullThroughCache,
+  ) {}
 
   async put(
     repository: string,
@@ -61,6 +65,8 @@ export class ManifestService {
 
   async head(repository: string, reference: Reference): Promise<ManifestRecord> {
     const { metadata } = this.ctx;
+    // A proxied repository first fetches or re-validates the manifest upstream, then reads as usual.
+    if (this.pullThrough?.handles(repository)) await this.pullThrough.ensureManifest(repository, reference);
     const record =
       reference.kind === "tag"
         ? await metadata.getTaggedManifest(repository, reference.tag)

@@ -1,3 +1,4 @@
+import { PullThroughCache } from "../proxy/pull-through.js";
 import { BlobService } from "./blobs.js";
 import type { RegistryContext } from "./context.js";
 import { DiscoveryService } from "./discovery.js";
@@ -10,11 +11,14 @@ export class Registry {
   readonly uploads: UploadService;
   readonly manifests: ManifestService;
   readonly discovery: DiscoveryService;
+  /** Repositories served from upstream registries; undefined when none is configured. */
+  readonly proxy: PullThroughCache | undefined;
 
   constructor(readonly ctx: RegistryContext) {
+    this.proxy = PullThroughCache.fromContext(ctx);
     this.blobs = new BlobService(ctx);
     this.uploads = new UploadService(ctx);
-    this.manifests = new ManifestService(ctx);
+    this.manifests = new ManifestService(ctx, this.proxy);
     this.discovery = new DiscoveryService(ctx);
   }
 
@@ -24,6 +28,7 @@ export class Registry {
   }
 
   async close(): Promise<void> {
+    await this.proxy?.close();
     await this.ctx.metadata.close();
   }
 }

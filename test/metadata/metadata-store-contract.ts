@@ -222,6 +222,31 @@ export function metadataStoreContract(
       assert.equal(recorded !== undefined, missing.length === 0);
     });
 
+    // Area: proxy. A pull-through cache records upstream manifests before their content is fetched.
+    test("manifests fetched on demand: recorded and tagged with their references absent", async () => {
+      const repository = `proxy/${randomUUID().slice(0, 8)}`;
+      const layer = `layer-${randomUUID()}`;
+      const image = manifest(`image-${randomUUID()}`, [reference("layer", layer, layer.length)], {
+        referencesFetchedOnDemand: true,
+      });
+      assert.deepEqual(await store.putManifest(repository, image, "v1"), []);
+      assert.equal((await store.getTaggedManifest(repository, "v1"))?.digest, image.digest);
+      assert.equal(await store.getRepositoryBlob(repository, digestOf(layer)), undefined);
+      // The blob arrives later and is linked as any upload would be.
+      await store.recordBlob(repository, digestOf(layer), layer.length);
+      assert.deepEqual(await store.getRepositoryBlob(repository, digestOf(layer)), { size: layer.length });
+      // Moving the tag to another upstream manifest is one upsert, as for a push.
+      const image2 = manifest(`image2-${randomUUID()}`, [reference("layer", `x-${randomUUID()}`, 9)], {
+        referencesFetchedOnDemand: true,
+      });
+      assert.deepEqual(await store.putManifest(repository, image2, "v1"), []);
+      assert.equal((await store.getTaggedManifest(repository, "v1"))?.digest, image2.digest);
+      assert.equal((await store.getManifest(repository, image.digest))?.digest, image.digest);
+      // Without the flag the usual check still applies.
+      const pushed = manifest(`pushed-${randomUUID()}`, [reference("layer", `y-${randomUUID()}`, 5)]);
+      assert.equal((await store.putManifest(repository, pushed, "v2")).length, 1);
+    });
+
     test("tags: case-insensitive order, ties by exact name, paging with last", async () => {
       const repository = `t/${randomUUID().slice(0, 8)}`;
       const image = manifest(`image-${randomUUID()}`, []);

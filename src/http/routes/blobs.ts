@@ -5,6 +5,15 @@ import type { RouteContext } from "../request-context.js";
 /** `GET /v2/<name>/blobs/<digest>` (end-2), with RFC 9110 range requests. */
 async function getBlob({ request, reply, registry, name, target }: RouteContext): Promise<void> {
   const digest = parseDigest(target);
+  // Pull-through miss: the whole blob streams from the upstream while it is stored (Range is ignored).
+  const pulled = await registry.proxy?.pullBlob(name, digest);
+  if (pulled !== undefined) {
+    setBlobHeaders(reply, digest.value);
+    reply.code(200).header("Content-Type", "application/octet-stream");
+    if (pulled.size !== undefined) reply.header("Content-Length", String(pulled.size));
+    reply.send(pulled.body);
+    return;
+  }
   const { size } = await registry.blobs.stat(name, digest);
   setBlobHeaders(reply, digest.value);
   if (request.headers["if-none-match"] === `"${digest.value}"`) {
@@ -50,7 +59,8 @@ async function getBlob({ request, reply, registry, name, target }: RouteContext)
 /** `HEAD /v2/<name>/blobs/<digest>` ("Checking if content exists in the registry"). */
 async function headBlob({ reply, registry, name, target }: RouteContext): Promise<void> {
   const digest = parseDigest(target);
-  const { size } = await registry.blobs.stat(name, digest);
+  const size =
+    (await registry.proxy?.blobSize(name, digest)) ?? (await registry.blobs.stat(name, digest)).size;
   setBlobHeaders(reply, digest.value);
   reply
     .code(200)

@@ -317,7 +317,9 @@ export class PostgresMetadataStore implements MetadataStore {
   ): Promise<MissingReference[]> {
     return this.transaction(async (client) => {
       const existing = await this.repositoryId(client, repository);
-      const missing = await this.findMissing(client, existing, manifest.references, true);
+      const missing = manifest.referencesFetchedOnDemand
+        ? []
+        : await this.findMissing(client, existing, manifest.references, true);
       if (missing.length > 0) return missing;
       const repositoryId = existing ?? (await this.ensureRepository(client, repository, manifest.now));
       await client.query(

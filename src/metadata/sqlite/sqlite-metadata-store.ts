@@ -212,7 +212,7 @@ export class SqliteMetadataStore implements MetadataStore {
     tag: string | undefined,
   ): MissingReference[] => {
     const id = this.repositoryId(repository);
-    const missing = this.findMissing(id, manifest.references);
+    const missing = manifest.referencesFetchedOnDemand ? [] : this.findMissing(id, manifest.references);
     if (missing.length > 0) return missing;
     const repositoryId = id ?? this.ensureRepository(repository, manifest.now);
     this.statements.insertBlob.run(manifest.digest, manifest.size, manifest.now);
