@@ -69,7 +69,11 @@ export interface MetadataStore {
    */
   searchRepositories(query: string, limit: number, last: string | undefined): Promise<RepositorySummary[]>;
   /** Tags as listTags orders them, each with its manifest; undefined when the repository is unknown. */
-  listTagDetails(repository: string, limit: number, last: string | undefined): Promise<TagDetail[] | undefined>;
+  listTagDetails(
+    repository: string,
+    limit: number,
+    last: string | undefined,
+  ): Promise<TagDetail[] | undefined>;
 
   /**
    * A value that changes whenever any metadata changes, written by this process or another one; listings

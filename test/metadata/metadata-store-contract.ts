@@ -305,7 +305,10 @@ export function metadataStoreContract(
       const matching = await store.searchRepositories("web", 10_000, undefined);
       const mine = matching.filter((r) => r.name.startsWith(`${base}/`)).map((r) => r.name);
       assert.deepEqual(mine, [`${base}/tools/web`, `${base}/web-app`, `${base}/webhooks`]);
-      assert.ok(matching.every((r) => r.name.includes("web")), "only names containing the query");
+      assert.ok(
+        matching.every((r) => r.name.includes("web")),
+        "only names containing the query",
+      );
       const page = await store.searchRepositories(`${base}/web`, 1, `${base}/tools/web`);
       assert.deepEqual(
         page.map((r) => r.name),
@@ -369,7 +372,10 @@ export function metadataStoreContract(
         (await store.listTagDetails(repository, 10, undefined))?.map((t) => t.name),
         await store.listTags(repository, 10, undefined),
       );
-      assert.equal(await store.listTagDetails(`details/none-${randomUUID().slice(0, 8)}`, 10, undefined), undefined);
+      assert.equal(
+        await store.listTagDetails(`details/none-${randomUUID().slice(0, 8)}`, 10, undefined),
+        undefined,
+      );
     });
 
     test("changeToken: cached listings only where the engine can tell", async () => {

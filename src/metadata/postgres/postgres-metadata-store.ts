@@ -457,7 +457,11 @@ export class PostgresMetadataStore implements MetadataStore {
        FROM repositories r WHERE r.name > $1 AND strpos(r.name, $2) > 0 ORDER BY r.name LIMIT $3`,
       [last ?? "", query, limit],
     );
-    return rows.map((r) => ({ name: r.name, tagCount: Number(r.tag_count), updatedAt: Number(r.updated_at) }));
+    return rows.map((r) => ({
+      name: r.name,
+      tagCount: Number(r.tag_count),
+      updatedAt: Number(r.updated_at),
+    }));
   }
 
   async listTagDetails(
