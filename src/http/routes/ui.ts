@@ -217,8 +217,8 @@ export function registerUi(
   };
 
   const dispatchers: Record<UiRouteName, Partial<Record<string, UiHandler>>> = {
-    "ui-page": { GET: page },
-    "ui-asset": { GET: asset },
+    "ui-page": { GET: page, HEAD: page },
+    "ui-asset": { GET: asset, HEAD: asset },
     "ui-session": { GET: session },
     "ui-login": { POST: login },
     "ui-logout": { POST: logout },
