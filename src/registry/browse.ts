@@ -48,7 +48,8 @@ export class BrowseService {
     const { metadata } = this.ctx;
     if (!visible) return page(await metadata.searchRepositories(needle, limit + 1, last), limit);
     const items: RepositoryView[] = [];
-    const batch = Math.max(limit + 1, 100);
+    // Large batches: a user who may see few of many repositories should not page through empty pages.
+    const batch = Math.max(limit + 1, 500);
     let cursor = last;
     for (let scanned = 0; scanned < maxScannedPages; scanned++) {
       const rows = await metadata.searchRepositories(needle, batch, cursor);
