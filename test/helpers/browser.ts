@@ -2,8 +2,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Browser, chromium, type Page } from "playwright-core";
-import { inCI } from "./clients.js";
-import { findBinary } from "./clients.js";
+import { findBinary, inCI } from "./clients.js";
 
 /** Debian's chromium (`apt-get install chromium`); playwright-core never downloads a browser of its own. */
 export const chromiumPath = "/usr/bin/chromium";

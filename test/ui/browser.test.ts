@@ -3,7 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import type { Browser, BrowserContext, Page } from "playwright-core";
+import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
 import { basic, users, withAuthorization, writeHtpasswd } from "../helpers/auth.js";
 import { launchChromium, requireChromium, screenshot } from "../helpers/browser.js";
 import { requireClients } from "../helpers/clients.js";
@@ -22,6 +22,11 @@ import { startTestRegistry, type TestRegistry } from "../helpers/registry.js";
 const sbomType = "application/spdx+json";
 const signatureType = "application/vnd.dev.cosign.artifact.sig.v1+json";
 const admin = basic("admin", users.admin);
+
+/** The text a locator's element holds (its DOM text, as rendered text depends on layout). */
+async function text(locator: Locator): Promise<string> {
+  return (await locator.textContent()) ?? "";
+}
 
 const skip = requireChromium().skip ?? requireClients("skopeo").skip;
 
@@ -173,11 +178,11 @@ describe("web UI in a browser", { skip, timeout: 300_000 }, () => {
       ["multi", "v1", "v2"],
     );
     const multi = tags.locator('tr[data-tag="multi"]');
-    const multiText = await multi.innerText();
+    const multiText = await text(multi);
     assert.match(multiText, /index/);
     assert.match(multiText, /linux\/amd64/);
     assert.match(multiText, /linux\/arm64\/v8/);
-    const v1 = await tags.locator('tr[data-tag="v1"]').innerText();
+    const v1 = await text(tags.locator('tr[data-tag="v1"]'));
     assert.ok(v1.includes(imageDigest.slice(0, 19)), `v1 shows its digest: ${v1}`);
     // Config plus layers, what a pull downloads; the fixture's image is a little over 1 KiB.
     const expectedSize = layout.image.config.size + layout.image.layers.reduce((sum, l) => sum + l.size, 0);
@@ -191,9 +196,9 @@ describe("web UI in a browser", { skip, timeout: 300_000 }, () => {
     await page.getByTestId("tags").getByRole("link", { name: "v1", exact: true }).click();
     const overview = page.getByTestId("overview");
     await overview.waitFor();
-    assert.match(await overview.innerText(), new RegExp(imageDigest));
+    assert.match(await text(overview), new RegExp(imageDigest));
 
-    const config = await page.getByTestId("config").innerText();
+    const config = await text(page.getByTestId("config"));
     assert.match(config, /linux\/amd64/);
     assert.match(config, /PATH=\/usr\/local\/bin:\/usr\/bin:\/bin/);
     assert.match(config, /\/usr\/local\/bin\/hello/);
@@ -201,19 +206,19 @@ describe("web UI in a browser", { skip, timeout: 300_000 }, () => {
     assert.match(config, /\/app/);
     const layers = page.getByTestId("layers");
     assert.equal(await layers.locator("tbody tr").count(), layout.image.layers.length);
-    const history = await page.getByTestId("history").innerText();
+    const history = await text(page.getByTestId("history"));
     assert.match(history, /berth fixture: hello/);
 
     const referrersSection = page.getByTestId("referrers");
     const sboms = referrersSection.locator(`[data-artifact-type="${sbomType}"]`);
     const signatures = referrersSection.locator(`[data-artifact-type="${signatureType}"]`);
-    assert.match(await sboms.innerText(), /SPDX SBOMs/);
-    assert.match(await sboms.innerText(), new RegExp((referrers[sbomType] ?? "").slice(0, 19)));
-    assert.match(await signatures.innerText(), /Cosign signatures/);
-    assert.match(await signatures.innerText(), new RegExp((referrers[signatureType] ?? "").slice(0, 19)));
+    assert.match(await text(sboms), /SPDX SBOMs/);
+    assert.match(await text(sboms), new RegExp((referrers[sbomType] ?? "").slice(0, 19)));
+    assert.match(await text(signatures), /Cosign signatures/);
+    assert.match(await text(signatures), new RegExp((referrers[signatureType] ?? "").slice(0, 19)));
 
     const pull = page.getByTestId("pull-command").first();
-    assert.equal(await pull.innerText(), `docker pull ${registry.host}/team/web-app:v1`);
+    assert.equal(await text(pull), `docker pull ${registry.host}/team/web-app:v1`);
     await page.getByRole("button", { name: "Copy pull command" }).first().click();
     await page
       .getByRole("button", { name: "Copy pull command" })
@@ -229,7 +234,7 @@ describe("web UI in a browser", { skip, timeout: 300_000 }, () => {
     // A referrer opens like any manifest and links back to its subject.
     await sboms.getByRole("link").first().click();
     await page.getByTestId("overview").filter({ hasText: sbomType }).waitFor();
-    assert.match(await page.getByTestId("overview").innerText(), /Refers to/);
+    assert.match(await text(page.getByTestId("overview")), /Refers to/);
     await snap("referrer-sbom");
   });
 
@@ -237,9 +242,9 @@ describe("web UI in a browser", { skip, timeout: 300_000 }, () => {
     await page.goto(`${registry.url}/#/manifest?repository=team/web-app&reference=multi`);
     const platforms = page.getByTestId("platforms");
     await platforms.waitFor();
-    const text = await platforms.innerText();
-    assert.match(text, /linux\/amd64/);
-    assert.match(text, /linux\/arm64\/v8/);
+    const shown = await text(platforms);
+    assert.match(shown, /linux\/amd64/);
+    assert.match(shown, /linux\/arm64\/v8/);
     await snap("manifest-index");
   });
 
