@@ -43,6 +43,17 @@ describe("web UI in a browser", { skip, timeout: 300_000 }, () => {
   const pageErrors: string[] = [];
   let shot = 0;
   const snap = (name: string) => screenshot(page, `browser-${String(++shot).padStart(2, "0")}`, name);
+  /** A step of the walk-through; when it fails, the page as it was then is kept as a screenshot too. */
+  const step = (name: string, body: () => Promise<void>) =>
+    test(name, async () => {
+      try {
+        await body();
+      } catch (error) {
+        const slug = name.replace(/[^a-z0-9]+/gi, "-").slice(0, 60);
+        await screenshot(page, "browser-failed", slug).catch(() => undefined);
+        throw error;
+      }
+    });
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), "berth-ui-"));
@@ -123,7 +134,7 @@ describe("web UI in a browser", { skip, timeout: 300_000 }, () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  test("anonymous visitors see only what the anonymous grants allow", async () => {
+  step("anonymous visitors see only what the anonymous grants allow", async () => {
     await page.goto(`${registry.url}/`);
     const list = page.getByTestId("repositories");
     await list.getByRole("link", { name: "public/hello" }).waitFor();
@@ -131,7 +142,7 @@ describe("web UI in a browser", { skip, timeout: 300_000 }, () => {
     await snap("anonymous-repositories");
   });
 
-  test("a wrong password is refused, the right one logs in", async () => {
+  step("a wrong password is refused, the right one logs in", async () => {
     await page.getByRole("link", { name: "Log in" }).click();
     await page.getByLabel("User name").fill("admin");
     await page.getByLabel("Password").fill("not-the-password");
@@ -150,7 +161,7 @@ describe("web UI in a browser", { skip, timeout: 300_000 }, () => {
     await snap("logged-in-repositories");
   });
 
-  test("the search filters repositories on the server", async () => {
+  step("the search filters repositories on the server", async () => {
     const requests: string[] = [];
     const listen = (request: { url(): string }) => requests.push(request.url());
     page.on("request", listen);
@@ -169,7 +180,7 @@ describe("web UI in a browser", { skip, timeout: 300_000 }, () => {
     await snap("search-web");
   });
 
-  test("a repository lists its tags with digest, size, push time and an index's platforms", async () => {
+  step("a repository lists its tags with digest, size, push time and an index's platforms", async () => {
     await page.getByTestId("repositories").getByRole("link", { name: "team/web-app" }).click();
     const tags = page.getByTestId("tags");
     await tags.waitFor();
@@ -192,7 +203,7 @@ describe("web UI in a browser", { skip, timeout: 300_000 }, () => {
     await snap("repository-tags");
   });
 
-  test("a tag shows its config, layers, referrers by artifactType and a pull command to copy", async () => {
+  step("a tag shows its config, layers, referrers by artifactType and a pull command to copy", async () => {
     await page.getByTestId("tags").getByRole("link", { name: "v1", exact: true }).click();
     const overview = page.getByTestId("overview");
     await overview.waitFor();
@@ -238,7 +249,7 @@ describe("web UI in a browser", { skip, timeout: 300_000 }, () => {
     await snap("referrer-sbom");
   });
 
-  test("an index shows its platforms", async () => {
+  step("an index shows its platforms", async () => {
     await page.goto(`${registry.url}/#/manifest?repository=team/web-app&reference=multi`);
     const platforms = page.getByTestId("platforms");
     await platforms.waitFor();
@@ -248,7 +259,7 @@ describe("web UI in a browser", { skip, timeout: 300_000 }, () => {
     await snap("manifest-index");
   });
 
-  test("deleting a tag removes it from the registry", async () => {
+  step("deleting a tag removes it from the registry", async () => {
     await page.goto(`${registry.url}/#/repository?name=team/web-app`);
     const row = page.locator('tr[data-tag="v2"]');
     await row.getByRole("button", { name: "Delete" }).click();
@@ -268,7 +279,7 @@ describe("web UI in a browser", { skip, timeout: 300_000 }, () => {
     await snap("tag-deleted");
   });
 
-  test("logging out returns to the anonymous view", async () => {
+  step("logging out returns to the anonymous view", async () => {
     await page.getByRole("button", { name: "Log out" }).click();
     await page.getByRole("link", { name: "Log in" }).waitFor();
     const list = page.getByTestId("repositories");
@@ -285,7 +296,7 @@ describe("web UI in a browser", { skip, timeout: 300_000 }, () => {
     await snap("logged-out");
   });
 
-  test("a user without delete rights sees no delete buttons", async () => {
+  step("a user without delete rights sees no delete buttons", async () => {
     await page.getByRole("alert").getByRole("link", { name: "Log in" }).click();
     await page.getByLabel("User name").fill("reader");
     await page.getByLabel("Password").fill(users.reader);
