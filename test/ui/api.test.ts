@@ -3,10 +3,13 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
 import { loadConfig } from "../../src/config/config.js";
 import type { UiManifest, UiRepositoryPage, UiSession, UiTagPage } from "../../src/http/ui-api.js";
-import { basic, users, withAuthorization, writeHtpasswd } from "../helpers/auth.js";
+import { startBerth } from "../../src/server.js";
+import { basic, fetchToken, users, withAuthorization, writeHtpasswd } from "../helpers/auth.js";
 import { digestOf, errorCodes, pushImage } from "../helpers/oci.js";
+import { dropSchema, newSchemaName, postgresSkip, requirePostgresUrl } from "../helpers/postgres.js";
 import { startTestRegistry, type TestRegistry } from "../helpers/registry.js";
 
 /**
@@ -340,6 +343,75 @@ describe("UI API: sessions, access policy and CSRF", () => {
   });
 });
 
+describe("UI API on PostgreSQL metadata with token auth", { skip: postgresSkip }, () => {
+  let registry: TestRegistry;
+  let dir: string;
+  const schema = newSchemaName();
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "berth-ui-api-"));
+    registry = await startTestRegistry({
+      metadata: { driver: "postgres", postgres: { url: requirePostgresUrl(), schema } },
+      auth: {
+        mode: "token",
+        htpasswd: await writeHtpasswd(dir),
+        policy: {
+          admins: ["admin"],
+          rules: [{ repositories: ["team/**"], users: ["reader"], actions: ["pull"] }],
+        },
+      },
+    });
+    const token = await fetchToken(
+      `${registry.url}/token`,
+      "berth",
+      ["repository:team/app:pull,push", "repository:other/app:pull,push"],
+      basic("admin", users.admin),
+    );
+    const { token: bearer } = (await token.json()) as { token: string };
+    await withAuthorization(`Bearer ${bearer}`, async () => {
+      await pushImage(registry.url, "team/app", "v1");
+      await pushImage(registry.url, "other/app", "v1");
+    });
+  });
+
+  after(async () => {
+    await registry?.close();
+    await dropSchema(schema);
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  test("the UI logs in with the token issuer's credentials and lists what the policy allows", async () => {
+    const reader = await sessionCookie(registry.url, "reader", users.reader);
+    const page = await getJson<UiRepositoryPage>(`${registry.url}/ui/api/repositories?q=app`, reader);
+    assert.deepEqual(
+      page.repositories.map((r) => [r.name, r.tagCount]),
+      [["team/app", 1]],
+    );
+    const tags = await getJson<UiTagPage>(`${registry.url}/ui/api/tags?repository=team/app`, reader);
+    assert.deepEqual(
+      tags.tags.map((t) => t.name),
+      ["v1"],
+    );
+    assert.equal(tags.mayDelete, false);
+    const manifest = await getJson<UiManifest>(
+      `${registry.url}/ui/api/manifest?repository=team/app&reference=v1`,
+      reader,
+    );
+    assert.equal(manifest.digest, tags.tags[0]?.digest);
+    assert.equal(manifest.image?.os, "linux");
+    const denied = await fetch(`${registry.url}/ui/api/tags?repository=other/app`, {
+      headers: { Cookie: reader },
+    });
+    assert.equal(denied.status, 403);
+    const admin = await sessionCookie(registry.url, "admin", users.admin);
+    const all = await getJson<UiRepositoryPage>(`${registry.url}/ui/api/repositories`, admin);
+    assert.deepEqual(
+      all.repositories.map((r) => r.name),
+      ["other/app", "team/app"],
+    );
+  });
+});
+
 describe("UI: bundle, base path and switching it off", () => {
   test("the page and its assets are served with their types and cache headers", async () => {
     const registry = await startTestRegistry();
@@ -433,4 +505,40 @@ describe("UI: bundle, base path and switching it off", () => {
     );
     assert.equal(loadConfig({ env: { BERTH_UI_ENABLED: "false" } }).ui.enabled, false);
   });
+});
+
+test("examples/ui.yaml: the UI under /registry/, logins shared by every instance with the same secret", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "berth-ui-example-"));
+  const example = fileURLToPath(new URL("../../../examples/ui.yaml", import.meta.url));
+  const env = {
+    BERTH_LISTEN: "127.0.0.1:0",
+    BERTH_DATA_DIR: dir,
+    BERTH_LOG_LEVEL: "warn",
+    BERTH_AUTH_HTPASSWD: await writeHtpasswd(dir, { alice: "alice-secret", bob: "bob-secret" }),
+    BERTH_UI_SESSION_SECRET: "0123456789abcdef0123456789abcdef",
+  };
+  const config = loadConfig({ file: example, env });
+  assert.equal(config.ui.sessionSeconds, 28800);
+  const [one, two] = [await startBerth(config), await startBerth(config)];
+  try {
+    const [urlOne, urlTwo] = [`http://${one.address}`, `http://${two.address}`];
+    assert.equal((await fetch(`${urlOne}/registry/`)).status, 200);
+    const response = await fetch(`${urlOne}/registry/ui/api/login`, {
+      method: "POST",
+      headers: { ...uiHeader, "Content-Type": "application/json" },
+      body: JSON.stringify({ user: "bob", password: "bob-secret" }),
+    });
+    assert.equal(response.status, 200);
+    const setCookie = response.headers.get("set-cookie") ?? "";
+    assert.match(setCookie, /Path=\/registry\/;/);
+    assert.match(setCookie, /Max-Age=28800;/);
+    const cookie = setCookie.split(";", 1)[0] as string;
+    // The other instance accepts the login: same secret.
+    const session = await getJson<UiSession>(`${urlTwo}/registry/ui/api/session`, cookie);
+    assert.equal(session.user, "bob");
+  } finally {
+    await one.close();
+    await two.close();
+    await rm(dir, { recursive: true, force: true });
+  }
 });

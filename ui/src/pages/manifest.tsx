@@ -65,7 +65,10 @@ function ManifestDetails({
             <Digest value={manifest.digest} />
           </Fact>
           <Fact term="Media type">{manifest.mediaType}</Fact>
-          {manifest.artifactType && <Fact term="Artifact type">{manifest.artifactType}</Fact>}
+          {/* An image's artifactType is its config's media type: only worth showing for other artifacts. */}
+          {manifest.artifactType && !manifest.image && (
+            <Fact term="Artifact type">{manifest.artifactType}</Fact>
+          )}
           <Fact term="Manifest size">{formatBytes(manifest.size)}</Fact>
           {manifest.totalSize !== null && <Fact term="Download size">{formatBytes(manifest.totalSize)}</Fact>}
           {manifest.subject && (

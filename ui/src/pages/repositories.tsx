@@ -47,7 +47,13 @@ export function RepositoriesPage({ q }: { q: string }) {
       {page.state === "done" && (
         <>
           {page.value.repositories.length === 0 ? (
-            <p class="muted">{q ? `No repository matches “${q}”.` : "No repositories yet."}</p>
+            <p class="muted">
+              {page.value.next !== null
+                ? "None you may see among the repositories searched so far; Next searches on."
+                : q
+                  ? `No repository matches “${q}”.`
+                  : "No repositories yet."}
+            </p>
           ) : (
             <table class="list" data-testid="repositories">
               <thead>
