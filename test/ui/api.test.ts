@@ -295,6 +295,23 @@ describe("UI API: sessions, access policy and CSRF", () => {
       after.tags.map((t) => t.name),
       ["v1"],
     );
+    // By digest, the manifest goes with every tag on it (distribution-spec "Deleting Manifests").
+    const v1 = after.tags[0];
+    assert.ok(v1);
+    const byDigest = await fetch(
+      `${registry.url}/ui/api/manifest?repository=team/app&reference=${v1.digest}`,
+      {
+        method: "DELETE",
+        headers: { ...uiHeader, Cookie: writer },
+      },
+    );
+    assert.equal(byDigest.status, 200, await byDigest.text());
+    const empty = await getJson<UiTagPage>(`${registry.url}/ui/api/tags?repository=team/app`, writer);
+    assert.deepEqual(empty.tags, []);
+    const gone = await fetch(`${registry.url}/v2/team/app/manifests/${v1.digest}`, {
+      headers: { Authorization: basic("admin", users.admin) },
+    });
+    assert.equal(gone.status, 404);
   });
 
   test("bad names and references get the spec's errors", async () => {
