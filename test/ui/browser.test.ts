@@ -143,7 +143,7 @@ describe("web UI in a browser", { skip, timeout: 300_000 }, () => {
   });
 
   step("a wrong password is refused, the right one logs in", async () => {
-    await page.getByRole("link", { name: "Log in" }).click();
+    await page.getByRole("link", { name: "Log in", exact: true }).click();
     await page.getByLabel("User name").fill("admin");
     await page.getByLabel("Password").fill("not-the-password");
     await page.getByRole("button", { name: "Log in" }).click();
@@ -281,7 +281,7 @@ describe("web UI in a browser", { skip, timeout: 300_000 }, () => {
 
   step("logging out returns to the anonymous view", async () => {
     await page.getByRole("button", { name: "Log out" }).click();
-    await page.getByRole("link", { name: "Log in" }).waitFor();
+    await page.getByRole("link", { name: "Log in", exact: true }).waitFor();
     const list = page.getByTestId("repositories");
     await list.getByRole("link", { name: "public/hello" }).waitFor();
     assert.deepEqual(await list.getByRole("link").allTextContents(), ["public/hello"]);

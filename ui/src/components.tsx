@@ -1,6 +1,7 @@
 import type { ComponentChildren } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { ApiError } from "./api.js";
+import { sentence } from "./format.js";
 import { href } from "./route.js";
 
 export type Loadable<T> =
@@ -39,7 +40,7 @@ export function Failure({ error }: { error: Error }) {
   const needsLogin = error instanceof ApiError && error.code === "UNAUTHORIZED";
   return (
     <div class="notice error" role="alert">
-      <p>{error.message}</p>
+      <p>{sentence(error.message)}</p>
       {needsLogin && (
         <p>
           <a class="button" href={href.login(location.hash)}>
@@ -122,7 +123,7 @@ export function DeleteButton({
     try {
       await onDelete();
     } catch (failure) {
-      setError((failure as Error).message);
+      setError(sentence((failure as Error).message));
       setStage("idle");
     }
   };

@@ -80,3 +80,9 @@ export function kindLabel(mediaType: string, artifactType: string | null): strin
   if (artifactType && !/image\.config|container\.image/.test(artifactType)) return "artifact";
   return "image";
 }
+
+/** Registry error messages are lower-case fragments; shown alone, they read as sentences. */
+export function sentence(message: string): string {
+  const text = message.charAt(0).toUpperCase() + message.slice(1);
+  return /[.!?]$/.test(text) ? text : `${text}.`;
+}

@@ -51,7 +51,9 @@ function App() {
       </header>
       {/* Keyed by user, so every page reloads what it shows when the login changes. */}
       <div key={session.user ?? ""}>
-        {route.page === "repositories" && <RepositoriesPage q={route.q} />}
+        {route.page === "repositories" && (
+          <RepositoriesPage q={route.q} anonymous={session.authEnabled && !session.user} />
+        )}
         {route.page === "repository" && <RepositoryPage key={route.name} name={route.name} />}
         {route.page === "manifest" && (
           <ManifestPage repository={route.repository} reference={route.reference} host={host} />

@@ -1,5 +1,6 @@
 import { useState } from "preact/hooks";
 import { api } from "../api.js";
+import { sentence } from "../format.js";
 import { navigate } from "../route.js";
 
 /** The registry's own credentials (htpasswd) open a session held in an HttpOnly cookie. */
@@ -18,7 +19,7 @@ export function LoginPage({ back, onLogin }: { back: string; onLogin: (user: str
       onLogin(session.user);
       navigate(back.startsWith("#/") && !back.startsWith("#/login") ? back : "#/");
     } catch (failure) {
-      setError((failure as Error).message);
+      setError(sentence((failure as Error).message));
     } finally {
       setBusy(false);
     }

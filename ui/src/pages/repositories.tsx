@@ -5,7 +5,7 @@ import { relativeTime } from "../format.js";
 import { href, navigate } from "../route.js";
 
 /** Every repository the viewer may pull, searched and paged by the server. */
-export function RepositoriesPage({ q }: { q: string }) {
+export function RepositoriesPage({ q, anonymous }: { q: string; anonymous: boolean }) {
   const [input, setInput] = useState(q);
   // Cursors of the pages before this one, so "Previous" can go back without the server keeping state.
   const [paging, setPaging] = useState<{ q: string; cursors: (string | undefined)[] }>({ q, cursors: [] });
@@ -18,7 +18,7 @@ export function RepositoriesPage({ q }: { q: string }) {
   useEffect(() => {
     if (input === q) return;
     const timer = setTimeout(() => {
-      navigate(href.repositories(input.trim()), true);
+      navigate(href.repositories(input), true);
     }, 250);
     return () => clearTimeout(timer);
   }, [input, q]);
@@ -30,7 +30,7 @@ export function RepositoriesPage({ q }: { q: string }) {
         class="search"
         onSubmit={(event) => {
           event.preventDefault();
-          navigate(href.repositories(input.trim()), true);
+          navigate(href.repositories(input), true);
         }}
       >
         <input
@@ -42,6 +42,12 @@ export function RepositoriesPage({ q }: { q: string }) {
           onInput={(event) => setInput((event.target as HTMLInputElement).value)}
         />
       </form>
+      {anonymous && (
+        <p class="muted small">
+          You are browsing without logging in: <a href={href.login("#/")}>log in</a> to see every repository
+          you have access to.
+        </p>
+      )}
       {page.state === "loading" && <Loading />}
       {page.state === "failed" && <Failure error={page.error} />}
       {page.state === "done" && (
