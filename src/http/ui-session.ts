@@ -22,37 +22,43 @@ export class UiSessions {
       .digest();
   }
 
-  /** The cookie value for a fresh login of `user`. */
-  issue(user: string): string {
+  /**
+   * The cookie value for a fresh login of `user`. `stamp` (the user's credential stamp) is signed but not
+   * written into the cookie: when it changes, every cookie issued before stops verifying.
+   */
+  issue(user: string, stamp: string): string {
     const payload = Buffer.from(
       JSON.stringify({ u: user, e: Math.floor(this.now() / 1000) + this.lifetimeSeconds }),
     ).toString("base64url");
-    return `${payload}.${this.sign(payload)}`;
+    return `${payload}.${this.sign(payload, stamp)}`;
   }
 
-  /** The user a cookie value vouches for, or undefined when it is forged, malformed or expired. */
-  verify(value: string | undefined): string | undefined {
+  /**
+   * The user a cookie value vouches for, or undefined when it is forged, malformed, expired, or its
+   * user's credentials changed since (`stampOf` answers the current stamp, undefined for a removed user).
+   */
+  verify(value: string | undefined, stampOf: (user: string) => string | undefined): string | undefined {
     if (value === undefined || value.length > 1024) return undefined;
     const dot = value.indexOf(".");
     if (dot < 0) return undefined;
     const payload = value.slice(0, dot);
-    const given = Buffer.from(value.slice(dot + 1), "base64url");
-    const expected = Buffer.from(this.sign(payload), "base64url");
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined;
+    let claims: { u?: unknown; e?: unknown };
     try {
-      const claims = JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as {
-        u?: unknown;
-        e?: unknown;
-      };
-      if (typeof claims.u !== "string" || typeof claims.e !== "number") return undefined;
-      return claims.e * 1000 > this.now() ? claims.u : undefined;
+      claims = JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as typeof claims;
     } catch {
       return undefined;
     }
+    if (typeof claims.u !== "string" || typeof claims.e !== "number") return undefined;
+    const stamp = stampOf(claims.u);
+    if (stamp === undefined) return undefined;
+    const given = Buffer.from(value.slice(dot + 1), "base64url");
+    const expected = Buffer.from(this.sign(payload, stamp), "base64url");
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined;
+    return claims.e * 1000 > this.now() ? claims.u : undefined;
   }
 
-  private sign(payload: string): string {
-    return createHmac("sha256", this.key).update(payload).digest("base64url");
+  private sign(payload: string, stamp: string): string {
+    return createHmac("sha256", this.key).update(`${payload}\0${stamp}`).digest("base64url");
   }
 }
 

@@ -356,6 +356,21 @@ describe("UI API: sessions, access policy and CSRF", () => {
     );
   });
 
+  test("a password change in htpasswd ends the sessions opened with the old one", async () => {
+    const cookie = await sessionCookie(registry.url, "outsider", users.outsider);
+    assert.equal((await getJson<UiSession>(`${registry.url}/ui/api/session`, cookie)).user, "outsider");
+    await writeHtpasswd(dir, { ...users, outsider: "changed-secret" });
+    // berth notices a changed htpasswd file within a second or so.
+    let user: string | null = "outsider";
+    for (let waited = 0; user !== null && waited < 10_000; waited += 200) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      user = (await getJson<UiSession>(`${registry.url}/ui/api/session`, cookie)).user;
+    }
+    assert.equal(user, null);
+    const again = await sessionCookie(registry.url, "outsider", "changed-secret");
+    assert.equal((await getJson<UiSession>(`${registry.url}/ui/api/session`, again)).user, "outsider");
+  });
+
   // Last: it locks this client address out for the rest of the window.
   test("failed logins count towards the registry's login limit", async () => {
     let status = 0;

@@ -72,33 +72,59 @@ describe("image config summary (image-spec config.md)", () => {
 });
 
 describe("UI sessions", () => {
+  const stamps = new Map([
+    ["alice", "stamp-1"],
+    ["bob", "stamp-b"],
+  ]);
+  const stampOf = (user: string) => stamps.get(user);
+
   test("a cookie vouches for its user until it expires", () => {
     let now = 1_000_000;
     const sessions = new UiSessions("a-secret-of-at-least-32-characters!!", 60, () => now);
-    const cookie = sessions.issue("alice");
-    assert.equal(sessions.verify(cookie), "alice");
+    const cookie = sessions.issue("alice", "stamp-1");
+    assert.equal(sessions.verify(cookie, stampOf), "alice");
     now += 59_000;
-    assert.equal(sessions.verify(cookie), "alice");
+    assert.equal(sessions.verify(cookie, stampOf), "alice");
     now += 1_000;
-    assert.equal(sessions.verify(cookie), undefined, "expired");
+    assert.equal(sessions.verify(cookie, stampOf), undefined, "expired");
+  });
+
+  test("a changed password or a removed user ends the sessions opened before", () => {
+    const sessions = new UiSessions("a-secret-of-at-least-32-characters!!", 60);
+    const cookie = sessions.issue("alice", "stamp-1");
+    assert.ok(
+      !cookie.includes("stamp-1") && !Buffer.from(cookie.split(".")[0] ?? "", "base64url").includes("stamp"),
+    );
+    assert.equal(
+      sessions.verify(cookie, () => "stamp-2"),
+      undefined,
+      "password changed",
+    );
+    assert.equal(
+      sessions.verify(cookie, () => undefined),
+      undefined,
+      "user removed",
+    );
+    assert.equal(sessions.verify(cookie, stampOf), "alice");
   });
 
   test("forged, altered or foreign cookies vouch for nobody", () => {
     const sessions = new UiSessions("a-secret-of-at-least-32-characters!!", 60);
-    const cookie = sessions.issue("alice");
+    const cookie = sessions.issue("alice", "stamp-1");
     const [payload, signature] = cookie.split(".") as [string, string];
     const claims = JSON.parse(Buffer.from(payload, "base64url").toString()) as Record<string, unknown>;
-    const altered = Buffer.from(JSON.stringify({ ...claims, u: "admin" })).toString("base64url");
-    assert.equal(sessions.verify(`${altered}.${signature}`), undefined);
-    assert.equal(sessions.verify(`${payload}.${signature.slice(1)}`), undefined);
-    assert.equal(sessions.verify(payload), undefined);
-    assert.equal(sessions.verify(""), undefined);
-    assert.equal(sessions.verify(undefined), undefined);
+    const altered = Buffer.from(JSON.stringify({ ...claims, u: "bob" })).toString("base64url");
+    assert.equal(sessions.verify(`${altered}.${signature}`, stampOf), undefined);
+    assert.equal(sessions.verify(`${payload}.${signature.slice(1)}`, stampOf), undefined);
+    assert.equal(sessions.verify(payload, stampOf), undefined);
+    assert.equal(sessions.verify("", stampOf), undefined);
+    assert.equal(sessions.verify("%%%.###", stampOf), undefined);
+    assert.equal(sessions.verify(undefined, stampOf), undefined);
     const other = new UiSessions("another-secret-of-at-least-32-characters", 60);
-    assert.equal(other.verify(cookie), undefined, "signed with another secret");
+    assert.equal(other.verify(cookie, stampOf), undefined, "signed with another secret");
     // Without a configured secret each process makes its own: instances do not share logins.
     assert.equal(
-      new UiSessions(undefined, 60).verify(new UiSessions(undefined, 60).issue("alice")),
+      new UiSessions(undefined, 60).verify(new UiSessions(undefined, 60).issue("alice", "stamp-1"), stampOf),
       undefined,
     );
   });

@@ -85,8 +85,9 @@ export function registerUi(
   const viewerOf = (request: FastifyRequest): Viewer => {
     if (!authenticator) return { user: undefined, may: () => true, seesEverything: true };
     const user =
-      sessions.verify(readCookie(request.headers.cookie, sessionCookieName)) ??
-      requestCredentials(request).certificateUser;
+      sessions.verify(readCookie(request.headers.cookie, sessionCookieName), (name) =>
+        authenticator.credentialStamp(name),
+      ) ?? requestCredentials(request).certificateUser;
     const principal: Principal = user === undefined ? {} : { user };
     return {
       user,
@@ -129,8 +130,10 @@ export function registerUi(
           throw new RegistryError("UNAUTHORIZED", "invalid user name or password");
         throw error;
       });
-    if (principal.user !== user) throw new RegistryError("UNAUTHORIZED", "invalid user name or password");
-    reply.header("Set-Cookie", cookie(request, sessions.issue(user), sessions.lifetimeSeconds));
+    const stamp = authenticator.credentialStamp(user);
+    if (principal.user !== user || stamp === undefined)
+      throw new RegistryError("UNAUTHORIZED", "invalid user name or password");
+    reply.header("Set-Cookie", cookie(request, sessions.issue(user, stamp), sessions.lifetimeSeconds));
     sendJson(reply, { user });
   };
 
