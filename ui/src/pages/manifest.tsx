@@ -70,7 +70,11 @@ function ManifestDetails({
             <Fact term="Artifact type">{manifest.artifactType}</Fact>
           )}
           <Fact term="Manifest size">{formatBytes(manifest.size)}</Fact>
-          {manifest.totalSize !== null && <Fact term="Download size">{formatBytes(manifest.totalSize)}</Fact>}
+          {manifest.totalSize !== null && (
+            <Fact term={manifest.kind === "index" ? "Size, all platforms" : "Download size"}>
+              {formatBytes(manifest.totalSize)}
+            </Fact>
+          )}
           {manifest.subject && (
             <Fact term="Refers to">
               <a href={href.manifest(repository, manifest.subject.digest)}>

@@ -29,7 +29,12 @@ export function RepositoryPage({ name }: { name: string }) {
                   <th>Digest</th>
                   <th>Kind</th>
                   <th>Platforms</th>
-                  <th class="number">Size</th>
+                  <th
+                    class="number"
+                    title="Config and layers: what a pull downloads (every platform, for an index)"
+                  >
+                    Size
+                  </th>
                   <th>Pushed</th>
                   {page.value.mayDelete && <th aria-label="Actions" />}
                 </tr>
