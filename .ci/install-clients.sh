@@ -7,8 +7,9 @@ set -euo pipefail
 # Rootful podman with the vfs driver needs neither uidmap nor fuse-overlayfs; runc/crun,
 # conmon and the containers-common config files come in as hard dependencies.
 # openssl makes the throwaway certificates of the TLS tests (test/auth/tls.test.ts).
-packages=(skopeo podman containerd docker-registry openssl)
-binaries=(skopeo podman containerd ctr docker-registry openssl)
+# chromium is the headless browser the web UI tests drive through playwright-core (test/ui).
+packages=(skopeo podman containerd docker-registry openssl chromium)
+binaries=(skopeo podman containerd ctr docker-registry openssl chromium)
 
 missing=0
 for bin in "${binaries[@]}"; do

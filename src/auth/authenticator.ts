@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { AuthConfig } from "../config/auth-config.js";
 import { RegistryError } from "../oci/errors.js";
 import { AccessPolicy, type Principal } from "./access-policy.js";
@@ -78,6 +79,16 @@ export class Authenticator {
     }
     if (credentials.certificateUser !== undefined) return { user: credentials.certificateUser };
     return {};
+  }
+
+  /**
+   * Changes whenever the user's password changes, and is undefined once the user is removed: web UI
+   * sessions are bound to it, so they end with the credentials they were opened with.
+   */
+  credentialStamp(user: string): string | undefined {
+    const entry = this.htpasswd?.entry(user);
+    // A digest of the entry, so the bcrypt hash itself never leaves the htpasswd module.
+    return entry === undefined ? undefined : createHash("sha256").update(entry).digest("base64url");
   }
 
   /** Authorizes one registry request, or throws the spec's 401/403/429 with the right challenge. */

@@ -89,6 +89,12 @@ export class Htpasswd {
     this.verified.clear();
   }
 
+  /** The user's current entry (their bcrypt hash), or undefined when the file no longer lists them. */
+  entry(user: string): string | undefined {
+    this.reload();
+    return this.entries.get(user);
+  }
+
   /** True when the password matches the user's entry. */
   async verify(user: string, password: string): Promise<boolean> {
     this.reload();

@@ -148,6 +148,25 @@ export const configSchema = z.strictObject({
   tls: tlsConfigSchema,
   /** Pull-through caches: repository prefixes served read-only from upstream registries. */
   proxy: proxyConfigSchema,
+  /** The web UI berth serves itself: browse, search and delete, behind the same credentials. */
+  ui: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** Where the page lives; its assets and JSON API live under `<path>ui/`. Never under /v2. */
+      path: z
+        .string()
+        .regex(/^\/([A-Za-z0-9._~-]+\/)*([A-Za-z0-9._~-]+)?$/, 'must be "/" or a path such as "/registry/"')
+        .refine(
+          (path) => !/^\/(v2|token|healthz|readyz)(\/|$)/.test(path),
+          "must not overlap the registry's own endpoints (/v2, /token, /healthz, /readyz)",
+        )
+        .default("/"),
+      /** Key for the login session cookies; every instance behind one load balancer needs the same one. */
+      sessionSecret: z.string().min(32, "must be at least 32 characters").optional(),
+      /** A UI login lasts this long. */
+      sessionSeconds: positiveInt.default(12 * 3600),
+    })
+    .prefault({}),
 });
 
 export type BerthConfig = z.infer<typeof configSchema>;

@@ -25,6 +25,7 @@ import { manifestRoutes } from "./routes/manifests.js";
 import { referrerRoutes } from "./routes/referrers.js";
 import { tagRoutes } from "./routes/tags.js";
 import { tokenRoute } from "./routes/token.js";
+import { registerUi } from "./routes/ui.js";
 import { uploadRoutes, uploadStartRoutes } from "./routes/uploads.js";
 
 /** One dispatcher per named route, as Distribution's app does; the method picks the handler. */
@@ -165,6 +166,7 @@ export function buildApp(
   if (authenticator?.tokens?.issues) app.get("/token", tokenRoute(authenticator));
   app.get("/healthz", healthRoutes.liveness);
   app.get("/readyz", (request, reply) => healthRoutes.readiness(registry, request, reply));
+  if (config.ui.enabled) registerUi(app, registry, config, authenticator);
 
   app.setNotFoundHandler((_request, reply) => {
     sendError(reply, new RegistryError("NAME_UNKNOWN", "no such endpoint", { status: 404 }), config);

@@ -51,3 +51,27 @@ export const routeMethods: Record<RouteName, readonly string[]> = {
   "blob-upload-chunk": ["GET", "PATCH", "PUT", "DELETE"],
   referrers: ["GET"],
 };
+
+/** The web UI's named routes, under its base path (`ui.path`, ending in "/"); none is under /v2/. */
+export type UiRouteName =
+  | "ui-page"
+  | "ui-asset"
+  | "ui-session"
+  | "ui-login"
+  | "ui-logout"
+  | "ui-repositories"
+  | "ui-tags"
+  | "ui-manifest";
+
+export function uiRoutePaths(base: string): Record<UiRouteName, string> {
+  return {
+    "ui-page": base,
+    "ui-asset": `${base}ui/assets/:file`,
+    "ui-session": `${base}ui/api/session`,
+    "ui-login": `${base}ui/api/login`,
+    "ui-logout": `${base}ui/api/logout`,
+    "ui-repositories": `${base}ui/api/repositories`,
+    "ui-tags": `${base}ui/api/tags`,
+    "ui-manifest": `${base}ui/api/manifest`,
+  };
+}

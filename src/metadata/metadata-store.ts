@@ -64,6 +64,18 @@ export interface MetadataStore {
   ): Promise<ManifestRecord[]>;
 
   /**
+   * Repositories whose name contains `query` (every one when empty), in byte order after `last`, with
+   * their tag counts: the web UI's server-side search. Costs O(page) when matches are dense.
+   */
+  searchRepositories(query: string, limit: number, last: string | undefined): Promise<RepositorySummary[]>;
+  /** Tags as listTags orders them, each with its manifest; undefined when the repository is unknown. */
+  listTagDetails(
+    repository: string,
+    limit: number,
+    last: string | undefined,
+  ): Promise<TagDetail[] | undefined>;
+
+  /**
    * A value that changes whenever any metadata changes, written by this process or another one; listings
    * are cached only while it stays the same. Undefined when the store cannot tell cheaply (no caching).
    */
@@ -121,4 +133,21 @@ export interface MissingReference {
   kind: ManifestReference["kind"];
   /** Present but with another size than the descriptor says. */
   actualSize?: number;
+}
+
+export interface RepositorySummary {
+  name: string;
+  tagCount: number;
+  /** Latest tag update (ms since epoch), or when the repository was created if it has no tags. */
+  updatedAt: number;
+}
+
+export interface TagDetail {
+  name: string;
+  /** When the tag last moved (ms since epoch): its push time. */
+  updatedAt: number;
+  digest: string;
+  mediaType: string;
+  size: number;
+  artifactType: string | undefined;
 }

@@ -313,6 +313,96 @@ export function metadataStoreContract(
       );
     });
 
+    test("searchRepositories: substring filter, byte order, paging, tag counts and last push", async () => {
+      const base = `search${randomUUID().slice(0, 8)}`;
+      const digest = digestOf(base);
+      for (const suffix of ["web-app", "api", "webhooks", "tools/web", "db"])
+        await store.recordBlob(`${base}/${suffix}`, digest, 1);
+      const image = manifest(`search-image-${randomUUID()}`, []);
+      assert.deepEqual(await store.putManifest(`${base}/api`, { ...image, now: 1000 }, "v1"), []);
+      assert.deepEqual(await store.putManifest(`${base}/api`, { ...image, now: 5000 }, "v2"), []);
+
+      const web = await store.searchRepositories(`${base}/`, 100, undefined);
+      assert.deepEqual(
+        web.map((r) => r.name),
+        ["api", "db", "tools/web", "web-app", "webhooks"].map((s) => `${base}/${s}`),
+      );
+      const matching = await store.searchRepositories("web", 10_000, undefined);
+      const mine = matching.filter((r) => r.name.startsWith(`${base}/`)).map((r) => r.name);
+      assert.deepEqual(mine, [`${base}/tools/web`, `${base}/web-app`, `${base}/webhooks`]);
+      assert.ok(
+        matching.every((r) => r.name.includes("web")),
+        "only names containing the query",
+      );
+      const page = await store.searchRepositories(`${base}/web`, 1, `${base}/tools/web`);
+      assert.deepEqual(
+        page.map((r) => r.name),
+        [`${base}/web-app`],
+      );
+      assert.deepEqual(await store.searchRepositories(`${base}/nothing`, 10, undefined), []);
+      const api = web.find((r) => r.name === `${base}/api`);
+      assert.equal(api?.tagCount, 2);
+      assert.equal(api?.updatedAt, 5000, "the latest tag push");
+      const db = web.find((r) => r.name === `${base}/db`);
+      assert.equal(db?.tagCount, 0);
+      assert.ok((db?.updatedAt ?? 0) > 0, "an untagged repository reports when it was created");
+      // Characters that are wildcards in LIKE match only themselves.
+      assert.deepEqual(await store.searchRepositories(`${base}/w_b`, 10, undefined), []);
+      assert.deepEqual(await store.searchRepositories(`${base}/w%`, 10, undefined), []);
+    });
+
+    test("listTagDetails: tags in listTags order with manifest, size and push time", async () => {
+      const repository = `details/${randomUUID().slice(0, 8)}`;
+      const image = manifest(`details-image-${randomUUID()}`, [], { now: 2000 });
+      const index = manifest(`details-index-${randomUUID()}`, [], {
+        mediaType: "application/vnd.oci.image.index.v1+json",
+        artifactType: "application/x.bundle",
+        now: 3000,
+      });
+      assert.deepEqual(await store.putManifest(repository, image, "b"), []);
+      assert.deepEqual(await store.putManifest(repository, image, "A"), []);
+      assert.deepEqual(await store.putManifest(repository, index, "c"), []);
+      const all = await store.listTagDetails(repository, 100, undefined);
+      assert.deepEqual(all, [
+        {
+          name: "A",
+          updatedAt: 2000,
+          digest: image.digest,
+          mediaType: image.mediaType,
+          size: image.size,
+          artifactType: undefined,
+        },
+        {
+          name: "b",
+          updatedAt: 2000,
+          digest: image.digest,
+          mediaType: image.mediaType,
+          size: image.size,
+          artifactType: undefined,
+        },
+        {
+          name: "c",
+          updatedAt: 3000,
+          digest: index.digest,
+          mediaType: "application/vnd.oci.image.index.v1+json",
+          size: index.size,
+          artifactType: "application/x.bundle",
+        },
+      ]);
+      assert.deepEqual(
+        (await store.listTagDetails(repository, 1, "A"))?.map((t) => t.name),
+        ["b"],
+      );
+      assert.deepEqual(
+        (await store.listTagDetails(repository, 10, undefined))?.map((t) => t.name),
+        await store.listTags(repository, 10, undefined),
+      );
+      assert.equal(
+        await store.listTagDetails(`details/none-${randomUUID().slice(0, 8)}`, 10, undefined),
+        undefined,
+      );
+    });
+
     test("changeToken: cached listings only where the engine can tell", async () => {
       const token = await store.changeToken();
       if (!fixture.cachesListings) {

@@ -7,6 +7,8 @@ import type {
   MissingReference,
   NewManifest,
   NewUploadSession,
+  RepositorySummary,
+  TagDetail,
   UploadSession,
 } from "../metadata-store.js";
 import { migrations } from "./schema.js";
@@ -39,6 +41,15 @@ interface UploadRow {
   hash_algorithm: string;
   started_at: string;
   updated_at: string;
+}
+
+interface TagDetailRow {
+  name: string;
+  updated_at: string;
+  digest: string;
+  media_type: string;
+  size: string;
+  artifact_type: string | null;
 }
 
 const manifestColumns =
@@ -434,6 +445,57 @@ export class PostgresMetadataStore implements MetadataStore {
       [repository, subject, options.artifactType ?? null, options.last ?? "", options.limit],
     );
     return rows.map(toManifestRecord);
+  }
+
+  async searchRepositories(
+    query: string,
+    limit: number,
+    last: string | undefined,
+  ): Promise<RepositorySummary[]> {
+    const { rows } = await this.pool.query<{ name: string; tag_count: string; updated_at: string }>(
+      `SELECT r.name,
+         (SELECT count(*) FROM tags t WHERE t.repository_id = r.id) AS tag_count,
+         coalesce((SELECT max(t.updated_at) FROM tags t WHERE t.repository_id = r.id), r.created_at) AS updated_at
+       FROM repositories r WHERE r.name > $1 AND strpos(r.name, $2) > 0 ORDER BY r.name LIMIT $3`,
+      [last ?? "", query, limit],
+    );
+    return rows.map((r) => ({
+      name: r.name,
+      tagCount: Number(r.tag_count),
+      updatedAt: Number(r.updated_at),
+    }));
+  }
+
+  async listTagDetails(
+    repository: string,
+    limit: number,
+    last: string | undefined,
+  ): Promise<TagDetail[] | undefined> {
+    const id = await this.repositoryId(this.pool, repository);
+    if (id === undefined) return undefined;
+    const columns = "t.name, t.updated_at, m.digest, m.media_type, m.size, m.artifact_type";
+    const join = "JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest";
+    const { rows } =
+      last === undefined
+        ? await this.pool.query<TagDetailRow>(
+            `SELECT ${columns} FROM tags t ${join}
+             WHERE t.repository_id = $1 ORDER BY lower(t.name), t.name LIMIT $2`,
+            [id, limit],
+          )
+        : await this.pool.query<TagDetailRow>(
+            `SELECT ${columns} FROM tags t ${join} WHERE t.repository_id = $1
+             AND (lower(t.name) > lower($2) OR (lower(t.name) = lower($2) AND t.name > $2))
+             ORDER BY lower(t.name), t.name LIMIT $3`,
+            [id, last, limit],
+          );
+    return rows.map((row) => ({
+      name: row.name,
+      updatedAt: Number(row.updated_at),
+      digest: row.digest,
+      mediaType: row.media_type,
+      size: Number(row.size),
+      artifactType: row.artifact_type ?? undefined,
+    }));
   }
 
   async changeToken(): Promise<string | undefined> {

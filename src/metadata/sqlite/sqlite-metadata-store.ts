@@ -7,6 +7,8 @@ import type {
   MissingReference,
   NewManifest,
   NewUploadSession,
+  RepositorySummary,
+  TagDetail,
   UploadSession,
 } from "../metadata-store.js";
 import { GroupCommit } from "./group-commit.js";
@@ -33,6 +35,17 @@ interface UploadRow {
 
 const manifestColumns =
   "m.digest, m.media_type, m.size, m.artifact_type, m.subject_digest, m.annotations, m.created_at";
+
+const tagDetailColumns = "t.name, t.updated_at, m.digest, m.media_type, m.size, m.artifact_type";
+
+interface TagDetailRow {
+  name: string;
+  updated_at: number;
+  digest: string;
+  media_type: string;
+  size: number;
+  artifact_type: string | null;
+}
 
 /**
  * MetadataStore on an embedded SQLite database (better-sqlite3). Calls are synchronous underneath;
@@ -307,6 +320,33 @@ export class SqliteMetadataStore implements MetadataStore {
     return rows.map(toManifestRecord);
   }
 
+  async searchRepositories(
+    query: string,
+    limit: number,
+    last: string | undefined,
+  ): Promise<RepositorySummary[]> {
+    const rows = this.statements.searchRepositories.all(last ?? "", query, limit) as {
+      name: string;
+      tag_count: number;
+      updated_at: number;
+    }[];
+    return rows.map((r) => ({ name: r.name, tagCount: r.tag_count, updatedAt: r.updated_at }));
+  }
+
+  async listTagDetails(
+    repository: string,
+    limit: number,
+    last: string | undefined,
+  ): Promise<TagDetail[] | undefined> {
+    const id = this.repositoryId(repository);
+    if (id === undefined) return undefined;
+    const rows =
+      last === undefined
+        ? this.statements.tagDetails.all(id, limit)
+        : this.statements.tagDetailsAfter.all(id, last, last, last, limit);
+    return (rows as TagDetailRow[]).map(toTagDetail);
+  }
+
   async changeToken(): Promise<string | undefined> {
     // data_version moves when another connection (a CLI command, say) commits; it reads shared memory only.
     return `${this.writes}.${this.statements.dataVersion.get() as number}`;
@@ -430,6 +470,24 @@ function prepareStatements(db: Database.Database) {
        ORDER BY lower(name), name LIMIT ?`,
     ),
     listRepositories: db.prepare("SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?"),
+    searchRepositories: db.prepare(
+      `SELECT r.name,
+         (SELECT count(*) FROM tags t WHERE t.repository_id = r.id) AS tag_count,
+         coalesce((SELECT max(t.updated_at) FROM tags t WHERE t.repository_id = r.id), r.created_at) AS updated_at
+       FROM repositories r WHERE r.name > ? AND instr(r.name, ?) > 0 ORDER BY r.name LIMIT ?`,
+    ),
+    tagDetails: db.prepare(
+      `SELECT ${tagDetailColumns} FROM tags t
+       JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest
+       WHERE t.repository_id = ? ORDER BY lower(t.name), t.name LIMIT ?`,
+    ),
+    tagDetailsAfter: db.prepare(
+      `SELECT ${tagDetailColumns} FROM tags t
+       JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest
+       WHERE t.repository_id = ?
+       AND (lower(t.name) > lower(?) OR (lower(t.name) = lower(?) AND t.name > ?))
+       ORDER BY lower(t.name), t.name LIMIT ?`,
+    ),
     referrers: db.prepare(
       `SELECT ${manifestColumns} FROM repositories r JOIN manifests m ON m.repository_id = r.id
        WHERE r.name = ? AND m.subject_digest = ? AND m.digest > ? ORDER BY m.digest LIMIT ?`,
@@ -461,5 +519,16 @@ function toUploadSession(row: UploadRow): UploadSession {
     hashAlgorithm: row.hash_algorithm as DigestAlgorithm,
     startedAt: row.started_at,
     updatedAt: row.updated_at,
+  };
+}
+
+function toTagDetail(row: TagDetailRow): TagDetail {
+  return {
+    name: row.name,
+    updatedAt: Number(row.updated_at),
+    digest: row.digest,
+    mediaType: row.media_type,
+    size: Number(row.size),
+    artifactType: row.artifact_type ?? undefined,
   };
 }
