@@ -3,6 +3,7 @@ import { resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { authConfigSchema, tlsConfigSchema } from "./auth-config.js";
+import { policiesConfigSchema } from "./policy-config.js";
 
 /**
  * Everything a user can set, in one validated schema. Sources, lowest precedence first:
@@ -145,6 +146,8 @@ export const configSchema = z.strictObject({
   auth: authConfigSchema,
   /** HTTPS, and optionally client certificates. */
   tls: tlsConfigSchema,
+  /** Retention, immutable tags and quotas per repository pattern; first matching rule wins. */
+  policies: policiesConfigSchema,
 });
 
 export type BerthConfig = z.infer<typeof configSchema>;

@@ -6,6 +6,7 @@ import type { ByteRange } from "../oci/range.js";
 import { BlobNotFoundError } from "../storage/blob-store.js";
 import type { RegistryContext } from "./context.js";
 import { KeyedLock } from "./keyed-lock.js";
+import { PolicyGate } from "./policies.js";
 import { newRunningHash, type RunningHash, RunningHashes } from "./running-hash.js";
 
 /** Where an upload stands: `offset` bytes received so far (the spec's `Range: 0-<offset-1>`). */
@@ -31,8 +32,11 @@ const uploadIdGrammar = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
 export class UploadService {
   private readonly hashes = new RunningHashes();
   private readonly locks = new KeyedLock();
+  private readonly policies: PolicyGate;
 
-  constructor(private readonly ctx: RegistryContext) {}
+  constructor(private readonly ctx: RegistryContext) {
+    this.policies = new PolicyGate(ctx.metadata, ctx.config);
+  }
 
   async start(repository: string, hashAlgorithm: DigestAlgorithm = "sha256"): Promise<UploadStatus> {
     const { metadata, blobStore, config } = this.ctx;
@@ -255,6 +259,21 @@ export class UploadService {
 
   private async publish(repository: string, id: string, size: number, digest: Digest, hasSession: boolean) {
     this.hashes.forget(id);
+    // Byte quota: refused before the blob is published, so a refused upload stores nothing; the store
+    // checks again as it records the blob (a race lost there leaves an unlinked blob for GC).
+    const limits = this.policies.blobLimits(repository);
+    if (limits) {
+      const refuse = async (error: unknown): Promise<never> => {
+        if (hasSession) await this.discard(id);
+        throw this.policies.refused(error, repository);
+      };
+      await this.policies.checkBlob(repository, digest.value, size, limits).catch(refuse);
+      await this.ctx.blobStore.commitUpload(id, size, digest);
+      await this.ctx.metadata
+        .recordBlobWithin(repository, digest.value, size, hasSession ? id : undefined, limits)
+        .catch(refuse);
+      return;
+    }
     await this.ctx.blobStore.commitUpload(id, size, digest);
     await this.ctx.metadata.recordBlob(repository, digest.value, size, hasSession ? id : undefined);
   }
