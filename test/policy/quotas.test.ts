@@ -107,7 +107,10 @@ describe("quotas over HTTP: a push past a quota is DENIED and stores nothing", (
     }
     const put = await fetch(`${location}?digest=${digest}`, { method: "PUT" });
     const message = await deniedMessage(put);
-    assert.match(message, /storing 800 B more would bring it to 1.07 KiB, past its quota of 1000 B \(300 B used\)/);
+    assert.match(
+      message,
+      /storing 800 B more would bring it to 1.07 KiB, past its quota of 1000 B \(300 B used\)/,
+    );
     await assertNothingStored(repo, digest);
     const status = await fetch(location);
     assert.equal(status.status, 404, "the refused session is discarded");
