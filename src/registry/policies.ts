@@ -155,6 +155,16 @@ export class PolicyGate {
     return (tag) => immutableGlob(policy, tag) !== undefined;
   }
 
+  /** An upload already larger than the repository's whole byte quota. */
+  blobTooLarge(repository: string, maxBytes: number): RegistryError {
+    const rule = this.policy(repository)?.label ?? "a policy rule";
+    return new RegistryError(
+      "DENIED",
+      `quota exceeded for repository "${repository}" (${rule}): the blob is larger than the repository's whole quota of ${formatBytes(maxBytes)}`,
+      { detail: { repository, rule, quotaBytes: maxBytes } },
+    );
+  }
+
   /** Turns a store's LimitViolationError into the DENIED the client sees; other errors pass through. */
   refused(error: unknown, repository: string, action: "push" | "delete" = "push"): unknown {
     return error instanceof LimitViolationError ? this.refusal(repository, error.violation, action) : error;

@@ -71,6 +71,7 @@ export class UploadService {
     return this.locks.run(id, async () => {
       const session = await this.session(repository, id);
       const running = await this.write(session, body, chunk).catch(async (error: unknown) => {
+        if (error instanceof BlobTooLarge) await this.discard(id);
         if (!(error instanceof UploadBytesMissing)) throw error;
         await this.discard(id);
         throw error.toRegistryError();
@@ -100,6 +101,7 @@ export class UploadService {
           : (this.hashes.take(id, session.receivedBytes, session.hashAlgorithm) ??
             (await this.rebuild(session)));
       } catch (error) {
+        if (error instanceof BlobTooLarge) await this.discard(id);
         if (!(error instanceof UploadBytesMissing)) throw error;
         // A crash between publishing the blob and recording it leaves the session without its bytes and
         // the verified blob in place (only verified content is ever published): the retried PUT completes,
@@ -139,7 +141,12 @@ export class UploadService {
     try {
       const running = newRunningHash(digest.algorithm);
       // Not synced here: commitUpload syncs the file before publishing it.
-      const bytes = await blobStore.writeUpload(id, 0, hashed(body, running), false);
+      const bytes = await blobStore.writeUpload(
+        id,
+        0,
+        hashed(this.capped(repository, body, 0), running),
+        false,
+      );
       if (running.hash.digest("hex") !== digest.encoded) {
         throw new RegistryError("DIGEST_INVALID", "provided digest did not match uploaded content", {
           detail: { expected: digest.value },
@@ -210,7 +217,12 @@ export class UploadService {
       this.hashes.take(session.id, offset, session.hashAlgorithm) ?? (await this.rebuild(session));
     // From here the running hash is consumed: on any failure it is simply not kept, and rebuilt next time.
     const written = await this.ctx.blobStore
-      .writeUpload(session.id, offset, hashed(body, running), acknowledged)
+      .writeUpload(
+        session.id,
+        offset,
+        hashed(this.capped(session.repository, body, offset), running),
+        acknowledged,
+      )
       .catch((error: unknown) => {
         throw error instanceof BlobNotFoundError ? new UploadBytesMissing() : error;
       });
@@ -278,6 +290,20 @@ export class UploadService {
     await this.ctx.metadata.recordBlob(repository, digest.value, size, hasSession ? id : undefined);
   }
 
+  /**
+   * With a byte quota, an upload larger than the whole quota can never be committed: the bytes past it are
+   * read (so the client gets the answer) but not stored, and the write fails with BlobTooLarge.
+   */
+  private capped(repository: string, body: AsyncIterable<Buffer>, offset: number): AsyncIterable<Buffer> {
+    const maxBytes = this.policies.blobLimits(repository)?.maxBytes;
+    if (maxBytes === undefined) return body;
+    return capBytes(
+      body,
+      maxBytes - offset,
+      () => new BlobTooLarge(this.policies.blobTooLarge(repository, maxBytes)),
+    );
+  }
+
   private async discard(id: string): Promise<void> {
     this.hashes.forget(id);
     await this.ctx.metadata.deleteUploadSession(id);
@@ -293,6 +319,26 @@ class UploadBytesMissing extends Error {
   toRegistryError(): RegistryError {
     return new RegistryError("BLOB_UPLOAD_UNKNOWN", "the upload's data is gone; start the upload again");
   }
+}
+
+/** The DENIED answer for an upload that grew past its repository's whole byte quota. */
+class BlobTooLarge extends RegistryError {
+  constructor(denied: RegistryError) {
+    super(denied.code, denied.message, { detail: denied.detail });
+  }
+}
+
+async function* capBytes(
+  source: AsyncIterable<Buffer>,
+  room: number,
+  tooLarge: () => Error,
+): AsyncGenerator<Buffer> {
+  let seen = 0;
+  for await (const chunk of source) {
+    seen += chunk.length;
+    if (seen <= room) yield chunk;
+  }
+  if (seen > room) throw tooLarge();
 }
 
 function rangeNotSatisfiable(session: UploadSession, message: string): RegistryError {
