@@ -453,6 +453,40 @@ export function metadataStoreContract(
       );
     });
 
+    test("repository usage follows every write: links, unlinks, manifests, tags, deletes", async () => {
+      const repository = `usage/${randomUUID().slice(0, 8)}`;
+      const layer = `layer-${randomUUID()}`;
+      const spare = `spare-${randomUUID()}`;
+      await store.recordBlob(repository, digestOf(layer), layer.length);
+      await store.recordBlob(repository, digestOf(spare), spare.length);
+      await store.recordBlob(repository, digestOf(spare), spare.length);
+      let expected = layer.length + spare.length;
+      assert.deepEqual(await store.repositoryUsage(repository), { bytes: expected, tags: 0 });
+      const image = manifest(`image-${randomUUID()}`, [reference("layer", layer, layer.length)]);
+      await store.putManifest(repository, image, "a");
+      await store.putManifest(repository, image, "b");
+      await store.putManifest(repository, image, "a");
+      expected += image.size;
+      assert.deepEqual(await store.repositoryUsage(repository), { bytes: expected, tags: 2 });
+      // The manifest uploaded as a blob too (some clients do) still counts once, however it goes.
+      await store.recordBlob(repository, image.digest, image.size);
+      assert.equal((await store.repositoryUsage(repository)).bytes, expected);
+      assert.equal(await store.unlinkBlob(repository, digestOf(spare)), true);
+      expected -= spare.length;
+      assert.equal(await store.deleteTag(repository, "b"), true);
+      assert.deepEqual(await store.repositoryUsage(repository), { bytes: expected, tags: 1 });
+      assert.equal(await store.deleteManifest(repository, image.digest), true);
+      assert.deepEqual(await store.repositoryUsage(repository), { bytes: expected, tags: 0 }, "still linked");
+      assert.equal(await store.unlinkBlob(repository, image.digest), true);
+      expected -= image.size;
+      assert.deepEqual(await store.repositoryUsage(repository), { bytes: expected, tags: 0 });
+      const other = manifest(`image-${randomUUID()}`, []);
+      await store.putManifest(repository, other, "c");
+      await store.deleteManifestUnlessTagged(repository, other.digest, () => false);
+      assert.equal(await store.unlinkBlob(repository, digestOf(layer)), true);
+      assert.deepEqual(await store.repositoryUsage(repository), { bytes: 0, tags: 0 });
+    });
+
     test("tag records and compare-and-delete for retention", async () => {
       const repository = `retain/${randomUUID().slice(0, 8)}`;
       const one = manifest(`image-${randomUUID()}`, [], { now: 1000 });

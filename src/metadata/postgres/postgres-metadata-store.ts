@@ -476,13 +476,9 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   private async usage(db: Queryable, id: number): Promise<RepositoryUsage> {
-    // Summed with the primary-key indexes on (repository_id, digest): O(blobs of the repository).
+    // Running totals kept by triggers (schema migration 2).
     const { rows } = await db.query<{ bytes: string; tags: string }>(
-      `SELECT (SELECT coalesce(sum(size), 0) FROM (
-                 SELECT b.digest, b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
-                 WHERE rb.repository_id = $1
-                 UNION SELECT digest, size FROM manifests WHERE repository_id = $1) u) AS bytes,
-              (SELECT count(*) FROM tags WHERE repository_id = $1) AS tags`,
+      "SELECT bytes, tags FROM repository_usage WHERE repository_id = $1",
       [id],
     );
     return { bytes: Number(rows[0]?.bytes ?? 0), tags: Number(rows[0]?.tags ?? 0) };

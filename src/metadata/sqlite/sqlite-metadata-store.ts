@@ -439,9 +439,8 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   private usage(id: number): RepositoryUsage {
-    const { bytes } = this.policyStatements.usageBytes.get(id, id) as { bytes: number };
-    const { tags } = this.policyStatements.tagCount.get(id) as { tags: number };
-    return { bytes, tags };
+    const row = this.policyStatements.usage.get(id) as RepositoryUsage | undefined;
+    return { bytes: row?.bytes ?? 0, tags: row?.tags ?? 0 };
   }
 
   async recordBlobWithin(
@@ -511,14 +510,8 @@ function preparePolicyStatements(db: Database.Database) {
     blobSize: db.prepare("SELECT size FROM blobs WHERE digest = ?"),
     tagDigest: db.prepare("SELECT manifest_digest FROM tags WHERE repository_id = ? AND name = ?"),
     tagsOfManifest: db.prepare("SELECT name FROM tags WHERE repository_id = ? AND manifest_digest = ?"),
-    // Summed with the primary-key indexes on (repository_id, digest): O(blobs of the repository).
-    usageBytes: db.prepare(
-      `SELECT coalesce(sum(size), 0) AS bytes FROM (
-         SELECT b.digest, b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
-         WHERE rb.repository_id = ?
-         UNION SELECT digest, size FROM manifests WHERE repository_id = ?)`,
-    ),
-    tagCount: db.prepare("SELECT count(*) AS tags FROM tags WHERE repository_id = ?"),
+    // Running totals kept by triggers (schema migration 2).
+    usage: db.prepare("SELECT bytes, tags FROM repository_usage WHERE repository_id = ?"),
     holds: db.prepare(
       `SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?
        UNION ALL SELECT 1 FROM manifests WHERE repository_id = ? AND digest = ? LIMIT 1`,
