@@ -107,7 +107,15 @@ export class UploadService {
         // the verified blob in place (only verified content is ever published): the retried PUT completes,
         // linking the blob and closing the session in one transaction so no later crash can split them.
         if (body === undefined && (await this.ctx.blobStore.statBlob(digest)) === session.receivedBytes) {
-          await this.ctx.metadata.recordBlob(repository, digest.value, session.receivedBytes, id);
+          const limits = this.policies.blobLimits(repository);
+          if (limits)
+            await this.ctx.metadata
+              .recordBlobWithin(repository, digest.value, session.receivedBytes, id, limits)
+              .catch(async (refused: unknown) => {
+                await this.discard(id);
+                throw this.policies.refused(refused, repository);
+              });
+          else await this.ctx.metadata.recordBlob(repository, digest.value, session.receivedBytes, id);
           return { size: session.receivedBytes };
         }
         await this.discard(id);
