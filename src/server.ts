@@ -11,6 +11,7 @@ import type { MetadataStore } from "./metadata/metadata-store.js";
 import { PostgresMetadataStore } from "./metadata/postgres/postgres-metadata-store.js";
 import { SqliteMetadataStore } from "./metadata/sqlite/sqlite-metadata-store.js";
 import { Registry } from "./registry/registry.js";
+import { applyRetention } from "./registry/retention.js";
 import type { BlobStore } from "./storage/blob-store.js";
 import { FilesystemBlobStore } from "./storage/filesystem/filesystem-blob-store.js";
 import { S3BlobStore } from "./storage/s3/s3-blob-store.js";
@@ -100,10 +101,31 @@ export async function startBerth(
   }, uploadSweepIntervalMs);
   sweep.unref();
 
+  // Retention on a schedule (policies.retentionIntervalSeconds); a run still going skips the next tick.
+  let retentionRunning = false;
+  const retentionMs = config.policies.retentionIntervalSeconds * 1000;
+  const retention =
+    retentionMs > 0 && config.policies.rules.some((rule) => rule.retention)
+      ? setInterval(() => {
+          if (retentionRunning) return;
+          retentionRunning = true;
+          applyRetention(registry.ctx.metadata, config.policies, Date.now(), { logger })
+            .then(
+              (removed) => removed.length > 0 && logger.info({ removed: removed.length }, "retention done"),
+            )
+            .catch((error: unknown) => logger.error({ err: error }, "retention failed"))
+            .finally(() => {
+              retentionRunning = false;
+            });
+        }, retentionMs)
+      : undefined;
+  retention?.unref();
+
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
       clearInterval(sweep);
+      clearInterval(retention);
       const deadline = setTimeout(
         () => app.server.closeAllConnections(),
         config.http.shutdownTimeoutSeconds * 1000,

@@ -4,6 +4,7 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { proxyConfigSchema } from "../proxy/proxy-config.js";
 import { authConfigSchema, tlsConfigSchema } from "./auth-config.js";
+import { policiesConfigSchema } from "./policy-config.js";
 
 /**
  * Everything a user can set, in one validated schema. Sources, lowest precedence first:
@@ -167,6 +168,8 @@ export const configSchema = z.strictObject({
       sessionSeconds: positiveInt.default(12 * 3600),
     })
     .prefault({}),
+  /** Retention, immutable tags and quotas per repository pattern; first matching rule wins. */
+  policies: policiesConfigSchema,
 });
 
 export type BerthConfig = z.infer<typeof configSchema>;

@@ -1,5 +1,6 @@
 import type { DigestAlgorithm } from "../oci/digest.js";
 import type { ManifestReference } from "../oci/manifest.js";
+import type { RepositoryUsage, TagRecord, WriteLimits } from "./write-limits.js";
 
 /**
  * What the registry knows about its content: repositories, which blobs and manifests each may serve,
@@ -83,6 +84,44 @@ export interface MetadataStore {
 
   ping(): Promise<void>;
   close(): Promise<void>;
+
+  // --- policies: quotas, immutable tags, retention (src/metadata/write-limits.ts) ---
+  /**
+   * recordBlob and linkBlob under limits (only maxBytes applies): when linking the blob would take the
+   * repository past it, throws LimitViolationError and writes nothing (the upload session stays open).
+   */
+  recordBlobWithin(
+    repository: string,
+    digest: string,
+    size: number,
+    uploadId: string | undefined,
+    limits: WriteLimits,
+  ): Promise<void>;
+  linkBlobWithin(repository: string, digest: string, limits: WriteLimits): Promise<boolean>;
+  /** putManifest under limits: throws LimitViolationError (nothing written) when the write breaks one. */
+  putManifestWithin(
+    repository: string,
+    manifest: NewManifest,
+    tag: string | undefined,
+    limits: WriteLimits,
+  ): Promise<MissingReference[]>;
+  /**
+   * deleteManifest, unless a tag pointing at the manifest matches `isProtectedTag`: then throws
+   * LimitViolationError (kind immutable-tag) and deletes nothing.
+   */
+  deleteManifestUnlessTagged(
+    repository: string,
+    digest: string,
+    isProtectedTag: (tag: string) => boolean,
+  ): Promise<boolean>;
+  repositoryUsage(repository: string): Promise<RepositoryUsage>;
+  /** Every tag of the repository, in no particular order; undefined when the repository is unknown. */
+  listTagRecords(repository: string): Promise<TagRecord[] | undefined>;
+  /**
+   * Deletes the tag only while it still points at `digest` and was last pushed at `updatedAt`, so retention
+   * never removes a tag pushed again after it looked. False when absent or changed.
+   */
+  deleteTagIfUnchanged(repository: string, tag: string, digest: string, updatedAt: number): Promise<boolean>;
 }
 
 export interface NewUploadSession {

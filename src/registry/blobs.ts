@@ -4,10 +4,15 @@ import { RegistryError } from "../oci/errors.js";
 import type { ByteRange } from "../oci/range.js";
 import { BlobNotFoundError } from "../storage/blob-store.js";
 import type { RegistryContext } from "./context.js";
+import { PolicyGate } from "./policies.js";
 
 /** Blob reads, deletes and cross-repository mounts (distribution-spec "Pulling blobs", "Mounting a blob"). */
 export class BlobService {
-  constructor(private readonly ctx: RegistryContext) {}
+  private readonly policies: PolicyGate;
+
+  constructor(private readonly ctx: RegistryContext) {
+    this.policies = new PolicyGate(ctx.metadata, ctx.config);
+  }
 
   /**
    * Size of a blob the repository may serve. Manifests of the repository count too, as in
@@ -69,13 +74,21 @@ export class BlobService {
   ): Promise<boolean> {
     const { metadata } = this.ctx;
     if (await metadata.getRepositoryBlob(repository, digest.value)) return true;
+    // A mount past the byte quota is refused outright: the upload it would fall back to would be too.
+    const limits = this.policies.blobLimits(repository);
+    const link = () =>
+      limits
+        ? metadata.linkBlobWithin(repository, digest.value, limits).catch((error: unknown) => {
+            throw this.policies.refused(error, repository);
+          })
+        : metadata.linkBlob(repository, digest.value);
     if (from !== undefined) {
       if (!mayRead(from) || !(await metadata.getRepositoryBlob(from, digest.value))) return false;
-      return metadata.linkBlob(repository, digest.value);
+      return link();
     }
     const holders = await metadata.repositoriesWithBlob(digest.value, 50);
     if (!holders.some(mayRead)) return false;
-    return metadata.linkBlob(repository, digest.value);
+    return link();
   }
 }
 

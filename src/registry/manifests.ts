@@ -8,6 +8,7 @@ import type { Reference } from "../oci/reference.js";
 import type { PullThroughCache } from "../proxy/pull-through.js";
 import { deletesDisabled } from "./blobs.js";
 import type { RegistryContext } from "./context.js";
+import { PolicyGate } from "./policies.js";
 
 /** Manifest bytes kept in memory; keyed by digest, so never stale. */
 const manifestCacheBytes = 64 * 1024 * 1024;
@@ -19,10 +20,14 @@ export class ManifestService {
     sizeCalculation: (bytes) => Math.max(1, bytes.length),
   });
 
+  private readonly policies: PolicyGate;
+
   constructor(
     private readonly ctx: RegistryContext,
     private readonly pullThrough?: PullThroughCache,
-  ) {}
+  ) {
+    this.policies = new PolicyGate(ctx.metadata, ctx.config);
+  }
 
   async put(
     repository: string,
@@ -42,22 +47,27 @@ export class ManifestService {
     // transaction below checks again, against a concurrent delete).
     const missingBefore = await this.ctx.metadata.missingReferences(repository, manifest.references);
     if (missingBefore.length > 0) throw missingReferencesError(missingBefore);
+    // Immutable tags and quotas: refused before the bytes are stored, and checked again as they are recorded.
+    const tag = reference.kind === "tag" ? reference.tag : undefined;
+    const limits = this.policies.manifestLimits(repository, tag);
+    if (limits) await this.policies.checkManifest(repository, tag, digest.value, bytes.length, limits);
     // Content before pointers: the bytes are durable before metadata can name them.
     await this.ctx.blobStore.putBlob(digest, bytes);
-    const missing = await this.ctx.metadata.putManifest(
-      repository,
-      {
-        digest: digest.value,
-        mediaType: manifest.mediaType,
-        size: bytes.length,
-        artifactType: manifest.artifactType,
-        subject: manifest.subject?.value,
-        annotations: manifest.annotations,
-        references: manifest.references,
-        now: Date.now(),
-      },
-      reference.kind === "tag" ? reference.tag : undefined,
-    );
+    const record = {
+      digest: digest.value,
+      mediaType: manifest.mediaType,
+      size: bytes.length,
+      artifactType: manifest.artifactType,
+      subject: manifest.subject?.value,
+      annotations: manifest.annotations,
+      references: manifest.references,
+      now: Date.now(),
+    };
+    const missing = limits
+      ? await this.ctx.metadata.putManifestWithin(repository, record, tag, limits).catch((error: unknown) => {
+          throw this.policies.refused(error, repository);
+        })
+      : await this.ctx.metadata.putManifest(repository, record, tag);
     if (missing.length > 0) throw missingReferencesError(missing);
     this.cache.set(digest.value, bytes);
     return { digest, subject: manifest.subject?.value };
@@ -96,10 +106,19 @@ export class ManifestService {
     if (!(await metadata.repositoryExists(repository))) {
       throw new RegistryError("NAME_UNKNOWN", undefined, { detail: { name: repository } });
     }
+    // Immutable tags cannot be deleted, nor the manifests they point at.
+    if (reference.kind === "tag") this.policies.checkTagDelete(repository, reference.tag);
+    const isImmutable = this.policies.immutableTagPredicate(repository);
     const deleted =
       reference.kind === "tag"
         ? await metadata.deleteTag(repository, reference.tag)
-        : await metadata.deleteManifest(repository, reference.digest.value);
+        : isImmutable
+          ? await metadata
+              .deleteManifestUnlessTagged(repository, reference.digest.value, isImmutable)
+              .catch((error: unknown) => {
+                throw this.policies.refused(error, repository, "delete");
+              })
+          : await metadata.deleteManifest(repository, reference.digest.value);
     if (!deleted)
       throw new RegistryError("MANIFEST_UNKNOWN", undefined, { detail: { reference: describe(reference) } });
   }

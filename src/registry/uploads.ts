@@ -6,6 +6,7 @@ import type { ByteRange } from "../oci/range.js";
 import { BlobNotFoundError } from "../storage/blob-store.js";
 import type { RegistryContext } from "./context.js";
 import { KeyedLock } from "./keyed-lock.js";
+import { PolicyGate } from "./policies.js";
 import { newRunningHash, type RunningHash, RunningHashes } from "./running-hash.js";
 
 /** Where an upload stands: `offset` bytes received so far (the spec's `Range: 0-<offset-1>`). */
@@ -31,8 +32,11 @@ const uploadIdGrammar = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
 export class UploadService {
   private readonly hashes = new RunningHashes();
   private readonly locks = new KeyedLock();
+  private readonly policies: PolicyGate;
 
-  constructor(private readonly ctx: RegistryContext) {}
+  constructor(private readonly ctx: RegistryContext) {
+    this.policies = new PolicyGate(ctx.metadata, ctx.config);
+  }
 
   async start(repository: string, hashAlgorithm: DigestAlgorithm = "sha256"): Promise<UploadStatus> {
     const { metadata, blobStore, config } = this.ctx;
@@ -67,6 +71,7 @@ export class UploadService {
     return this.locks.run(id, async () => {
       const session = await this.session(repository, id);
       const running = await this.write(session, body, chunk).catch(async (error: unknown) => {
+        if (error instanceof BlobTooLarge) await this.discard(id);
         if (!(error instanceof UploadBytesMissing)) throw error;
         await this.discard(id);
         throw error.toRegistryError();
@@ -96,12 +101,21 @@ export class UploadService {
           : (this.hashes.take(id, session.receivedBytes, session.hashAlgorithm) ??
             (await this.rebuild(session)));
       } catch (error) {
+        if (error instanceof BlobTooLarge) await this.discard(id);
         if (!(error instanceof UploadBytesMissing)) throw error;
         // A crash between publishing the blob and recording it leaves the session without its bytes and
         // the verified blob in place (only verified content is ever published): the retried PUT completes,
         // linking the blob and closing the session in one transaction so no later crash can split them.
         if (body === undefined && (await this.ctx.blobStore.statBlob(digest)) === session.receivedBytes) {
-          await this.ctx.metadata.recordBlob(repository, digest.value, session.receivedBytes, id);
+          const limits = this.policies.blobLimits(repository);
+          if (limits)
+            await this.ctx.metadata
+              .recordBlobWithin(repository, digest.value, session.receivedBytes, id, limits)
+              .catch(async (refused: unknown) => {
+                await this.discard(id);
+                throw this.policies.refused(refused, repository);
+              });
+          else await this.ctx.metadata.recordBlob(repository, digest.value, session.receivedBytes, id);
           return { size: session.receivedBytes };
         }
         await this.discard(id);
@@ -135,7 +149,12 @@ export class UploadService {
     try {
       const running = newRunningHash(digest.algorithm);
       // Not synced here: commitUpload syncs the file before publishing it.
-      const bytes = await blobStore.writeUpload(id, 0, hashed(body, running), false);
+      const bytes = await blobStore.writeUpload(
+        id,
+        0,
+        hashed(this.capped(repository, body, 0), running),
+        false,
+      );
       if (running.hash.digest("hex") !== digest.encoded) {
         throw new RegistryError("DIGEST_INVALID", "provided digest did not match uploaded content", {
           detail: { expected: digest.value },
@@ -206,7 +225,12 @@ export class UploadService {
       this.hashes.take(session.id, offset, session.hashAlgorithm) ?? (await this.rebuild(session));
     // From here the running hash is consumed: on any failure it is simply not kept, and rebuilt next time.
     const written = await this.ctx.blobStore
-      .writeUpload(session.id, offset, hashed(body, running), acknowledged)
+      .writeUpload(
+        session.id,
+        offset,
+        hashed(this.capped(session.repository, body, offset), running),
+        acknowledged,
+      )
       .catch((error: unknown) => {
         throw error instanceof BlobNotFoundError ? new UploadBytesMissing() : error;
       });
@@ -255,8 +279,37 @@ export class UploadService {
 
   private async publish(repository: string, id: string, size: number, digest: Digest, hasSession: boolean) {
     this.hashes.forget(id);
+    // Byte quota: refused before the blob is published, so a refused upload stores nothing; the store
+    // checks again as it records the blob (a race lost there leaves an unlinked blob for GC).
+    const limits = this.policies.blobLimits(repository);
+    if (limits) {
+      const refuse = async (error: unknown): Promise<never> => {
+        if (hasSession) await this.discard(id);
+        throw this.policies.refused(error, repository);
+      };
+      await this.policies.checkBlob(repository, digest.value, size, limits).catch(refuse);
+      await this.ctx.blobStore.commitUpload(id, size, digest);
+      await this.ctx.metadata
+        .recordBlobWithin(repository, digest.value, size, hasSession ? id : undefined, limits)
+        .catch(refuse);
+      return;
+    }
     await this.ctx.blobStore.commitUpload(id, size, digest);
     await this.ctx.metadata.recordBlob(repository, digest.value, size, hasSession ? id : undefined);
+  }
+
+  /**
+   * With a byte quota, an upload larger than the whole quota can never be committed: the bytes past it are
+   * read (so the client gets the answer) but not stored, and the write fails with BlobTooLarge.
+   */
+  private capped(repository: string, body: AsyncIterable<Buffer>, offset: number): AsyncIterable<Buffer> {
+    const maxBytes = this.policies.blobLimits(repository)?.maxBytes;
+    if (maxBytes === undefined) return body;
+    return capBytes(
+      body,
+      maxBytes - offset,
+      () => new BlobTooLarge(this.policies.blobTooLarge(repository, maxBytes)),
+    );
   }
 
   private async discard(id: string): Promise<void> {
@@ -274,6 +327,26 @@ class UploadBytesMissing extends Error {
   toRegistryError(): RegistryError {
     return new RegistryError("BLOB_UPLOAD_UNKNOWN", "the upload's data is gone; start the upload again");
   }
+}
+
+/** The DENIED answer for an upload that grew past its repository's whole byte quota. */
+class BlobTooLarge extends RegistryError {
+  constructor(denied: RegistryError) {
+    super(denied.code, denied.message, { detail: denied.detail });
+  }
+}
+
+async function* capBytes(
+  source: AsyncIterable<Buffer>,
+  room: number,
+  tooLarge: () => Error,
+): AsyncGenerator<Buffer> {
+  let seen = 0;
+  for await (const chunk of source) {
+    seen += chunk.length;
+    if (seen <= room) yield chunk;
+  }
+  if (seen > room) throw tooLarge();
 }
 
 function rangeNotSatisfiable(session: UploadSession, message: string): RegistryError {

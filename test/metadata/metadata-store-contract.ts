@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import type { MetadataStore, NewManifest } from "../../src/metadata/metadata-store.js";
+import { LimitViolationError } from "../../src/metadata/write-limits.js";
 import { parseDigest } from "../../src/oci/digest.js";
 import type { ManifestReference } from "../../src/oci/manifest.js";
 import { digestOf } from "../helpers/oci.js";
@@ -412,6 +413,217 @@ export function metadataStoreContract(
       assert.equal(typeof token, "string");
       await store.recordBlob("token/repo", digestOf(randomUUID()), 1);
       assert.notEqual(await store.changeToken(), token);
+    });
+
+    // --- policies: quotas, immutable tags, retention ---
+    const violation = (kind: string) => (error: unknown) =>
+      error instanceof LimitViolationError && error.violation.kind === kind;
+
+    test("byte quota: a blob past it is neither recorded nor linked, its session stays open", async () => {
+      const repository = `quota/${randomUUID().slice(0, 8)}`;
+      const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()].map((x) => digestOf(x));
+      await store.recordBlobWithin(repository, a as string, 100, undefined, { maxBytes: 150 });
+      assert.deepEqual(await store.repositoryUsage(repository), { bytes: 100, tags: 0 });
+      const id = randomUUID();
+      await store.createUploadSession({ id, repository, hashAlgorithm: "sha256", now: Date.now() }, 1000);
+      await assert.rejects(
+        store.recordBlobWithin(repository, b as string, 60, id, { maxBytes: 150 }),
+        (error: unknown) =>
+          error instanceof LimitViolationError &&
+          error.violation.kind === "bytes" &&
+          error.violation.usedBytes === 100 &&
+          error.violation.addedBytes === 60,
+      );
+      assert.equal(await store.getRepositoryBlob(repository, b as string), undefined);
+      assert.ok(await store.getUploadSession(id), "a refused commit leaves the session to its caller");
+      assert.equal(await store.linkBlob(repository, b as string), false, "the refused blob was not recorded");
+      await store.recordBlobWithin(repository, a as string, 100, id, { maxBytes: 100 });
+      assert.equal(await store.getUploadSession(id), undefined, "a blob already linked adds nothing");
+      await store.recordBlobWithin(repository, b as string, 50, undefined, { maxBytes: 150 });
+      assert.equal((await store.repositoryUsage(repository)).bytes, 150, "exactly at the quota is allowed");
+
+      // Mounts count the same way.
+      const other = `quota/${randomUUID().slice(0, 8)}`;
+      await store.recordBlob(other, c as string, 60);
+      await assert.rejects(
+        store.linkBlobWithin(repository, c as string, { maxBytes: 200 }),
+        violation("bytes"),
+      );
+      assert.equal(await store.getRepositoryBlob(repository, c as string), undefined);
+      assert.equal(await store.linkBlobWithin(repository, c as string, { maxBytes: 210 }), true);
+      assert.equal(await store.linkBlobWithin(repository, digestOf(randomUUID()), { maxBytes: 1 }), false);
+      assert.deepEqual(await store.repositoryUsage(`quota/unknown-${randomUUID().slice(0, 8)}`), {
+        bytes: 0,
+        tags: 0,
+      });
+    });
+
+    test("byte quota holds under a burst of concurrent commits", async () => {
+      const repository = `quota-burst/${randomUUID().slice(0, 8)}`;
+      const results = await Promise.allSettled(
+        Array.from({ length: 12 }, () =>
+          store.recordBlobWithin(repository, digestOf(randomUUID()), 10, undefined, { maxBytes: 35 }),
+        ),
+      );
+      assert.equal(results.filter((r) => r.status === "fulfilled").length, 3);
+      assert.ok(results.every((r) => r.status === "fulfilled" || violation("bytes")(r.reason)));
+      assert.equal((await store.repositoryUsage(repository)).bytes, 30);
+    });
+
+    test("immutable tags and tag quota: refused pushes write nothing; concurrent first pushes", async () => {
+      const repository = `immutable/${randomUUID().slice(0, 8)}`;
+      const layer = `layer-${randomUUID()}`;
+      await store.recordBlob(repository, digestOf(layer), layer.length);
+      const first = manifest(`image-${randomUUID()}`, [reference("layer", layer, layer.length)]);
+      const second = manifest(`image-${randomUUID()}`, [reference("layer", layer, layer.length)]);
+      assert.deepEqual(await store.putManifestWithin(repository, first, "v1", { immutableTag: true }), []);
+      await assert.rejects(
+        store.putManifestWithin(repository, second, "v1", { immutableTag: true }),
+        (error: unknown) =>
+          error instanceof LimitViolationError &&
+          error.violation.kind === "immutable-tag" &&
+          error.violation.currentDigest === first.digest,
+      );
+      assert.equal((await store.getTaggedManifest(repository, "v1"))?.digest, first.digest);
+      assert.equal(await store.getManifest(repository, second.digest), undefined, "nothing written");
+      assert.deepEqual(
+        await store.putManifestWithin(repository, first, "v1", { immutableTag: true }),
+        [],
+        "the same digest again is fine",
+      );
+      assert.deepEqual(
+        (await store.putManifestWithin(repository, second, "v2", { immutableTag: true, maxTags: 2 })).length,
+        0,
+      );
+      await assert.rejects(
+        store.putManifestWithin(repository, first, "v3", { maxTags: 2 }),
+        violation("tags"),
+      );
+      assert.deepEqual(await store.listTags(repository, 10, undefined), ["v1", "v2"]);
+      assert.deepEqual(await store.putManifestWithin(repository, second, "v1", { maxTags: 2 }), [], "moves");
+      const usage = await store.repositoryUsage(repository);
+      assert.deepEqual(usage, { bytes: layer.length + first.size + second.size, tags: 2 });
+      const third = manifest(`image-${randomUUID()}`, []);
+      await assert.rejects(
+        store.putManifestWithin(repository, third, undefined, { maxBytes: usage.bytes + third.size - 1 }),
+        violation("bytes"),
+      );
+      assert.equal(await store.getManifest(repository, third.digest), undefined);
+      const missingLayer = manifest(`image-${randomUUID()}`, [reference("layer", `nope-${randomUUID()}`, 3)]);
+      assert.equal(
+        (await store.putManifestWithin(repository, missingLayer, "v9", { maxTags: 99 })).length,
+        1,
+      );
+
+      // Two first pushes of one immutable tag at once: exactly one wins, in a new repository too.
+      for (const fresh of [true, false]) {
+        const racing = fresh ? `immutable-race/${randomUUID().slice(0, 8)}` : repository;
+        const images = Array.from({ length: 4 }, () => manifest(`image-${randomUUID()}`, []));
+        const results = await Promise.allSettled(
+          images.map((image) => store.putManifestWithin(racing, image, "release", { immutableTag: true })),
+        );
+        const winners = images.filter((_, i) => results[i]?.status === "fulfilled");
+        assert.equal(winners.length, 1, `one winner (${fresh ? "new" : "existing"} repository)`);
+        assert.ok(results.every((r) => r.status === "fulfilled" || violation("immutable-tag")(r.reason)));
+        assert.equal((await store.getTaggedManifest(racing, "release"))?.digest, winners[0]?.digest);
+      }
+
+      // A burst of new tags never overshoots the tag quota.
+      const burst = `tag-burst/${randomUUID().slice(0, 8)}`;
+      const image = manifest(`image-${randomUUID()}`, []);
+      const tagged = await Promise.allSettled(
+        Array.from({ length: 8 }, (_, i) => store.putManifestWithin(burst, image, `t${i}`, { maxTags: 3 })),
+      );
+      assert.equal(tagged.filter((r) => r.status === "fulfilled").length, 3);
+      assert.equal((await store.listTags(burst, 100, undefined))?.length, 3);
+    });
+
+    test("manifest delete refused while a protected tag points at it", async () => {
+      const repository = `protect/${randomUUID().slice(0, 8)}`;
+      const image = manifest(`image-${randomUUID()}`, []);
+      await store.putManifest(repository, image, "v1");
+      await store.putManifest(repository, image, "dev");
+      await assert.rejects(
+        store.deleteManifestUnlessTagged(repository, image.digest, (tag) => tag.startsWith("v")),
+        (error: unknown) =>
+          error instanceof LimitViolationError &&
+          error.violation.kind === "immutable-tag" &&
+          error.violation.tag === "v1",
+      );
+      assert.equal(
+        (await store.getTaggedManifest(repository, "dev"))?.digest,
+        image.digest,
+        "nothing deleted",
+      );
+      assert.equal(
+        await store.deleteManifestUnlessTagged(repository, image.digest, (tag) => tag === "x"),
+        true,
+      );
+      assert.equal(await store.getManifest(repository, image.digest), undefined);
+      assert.deepEqual(await store.listTags(repository, 10, undefined), []);
+      assert.equal(await store.deleteManifestUnlessTagged(repository, image.digest, () => false), false);
+      assert.equal(
+        await store.deleteManifestUnlessTagged("protect/unknown", image.digest, () => false),
+        false,
+      );
+    });
+
+    test("repository usage follows every write: links, unlinks, manifests, tags, deletes", async () => {
+      const repository = `usage/${randomUUID().slice(0, 8)}`;
+      const layer = `layer-${randomUUID()}`;
+      const spare = `spare-${randomUUID()}`;
+      await store.recordBlob(repository, digestOf(layer), layer.length);
+      await store.recordBlob(repository, digestOf(spare), spare.length);
+      await store.recordBlob(repository, digestOf(spare), spare.length);
+      let expected = layer.length + spare.length;
+      assert.deepEqual(await store.repositoryUsage(repository), { bytes: expected, tags: 0 });
+      const image = manifest(`image-${randomUUID()}`, [reference("layer", layer, layer.length)]);
+      await store.putManifest(repository, image, "a");
+      await store.putManifest(repository, image, "b");
+      await store.putManifest(repository, image, "a");
+      expected += image.size;
+      assert.deepEqual(await store.repositoryUsage(repository), { bytes: expected, tags: 2 });
+      // The manifest uploaded as a blob too (some clients do) still counts once, however it goes.
+      await store.recordBlob(repository, image.digest, image.size);
+      assert.equal((await store.repositoryUsage(repository)).bytes, expected);
+      assert.equal(await store.unlinkBlob(repository, digestOf(spare)), true);
+      expected -= spare.length;
+      assert.equal(await store.deleteTag(repository, "b"), true);
+      assert.deepEqual(await store.repositoryUsage(repository), { bytes: expected, tags: 1 });
+      assert.equal(await store.deleteManifest(repository, image.digest), true);
+      assert.deepEqual(await store.repositoryUsage(repository), { bytes: expected, tags: 0 }, "still linked");
+      assert.equal(await store.unlinkBlob(repository, image.digest), true);
+      expected -= image.size;
+      assert.deepEqual(await store.repositoryUsage(repository), { bytes: expected, tags: 0 });
+      const other = manifest(`image-${randomUUID()}`, []);
+      await store.putManifest(repository, other, "c");
+      await store.deleteManifestUnlessTagged(repository, other.digest, () => false);
+      assert.equal(await store.unlinkBlob(repository, digestOf(layer)), true);
+      assert.deepEqual(await store.repositoryUsage(repository), { bytes: 0, tags: 0 });
+    });
+
+    test("tag records and compare-and-delete for retention", async () => {
+      const repository = `retain/${randomUUID().slice(0, 8)}`;
+      const one = manifest(`image-${randomUUID()}`, [], { now: 1000 });
+      const two = manifest(`image-${randomUUID()}`, [], { now: 2000 });
+      await store.putManifest(repository, one, "a");
+      await store.putManifest(repository, two, "b");
+      const records = (await store.listTagRecords(repository))?.sort((x, y) => (x.name < y.name ? -1 : 1));
+      assert.deepEqual(records, [
+        { name: "a", digest: one.digest, updatedAt: 1000 },
+        { name: "b", digest: two.digest, updatedAt: 2000 },
+      ]);
+      assert.equal(await store.listTagRecords(`retain/unknown-${randomUUID().slice(0, 8)}`), undefined);
+      assert.equal(
+        await store.deleteTagIfUnchanged(repository, "a", two.digest, 1000),
+        false,
+        "other digest",
+      );
+      assert.equal(await store.deleteTagIfUnchanged(repository, "a", one.digest, 999), false, "pushed again");
+      assert.equal(await store.deleteTagIfUnchanged(repository, "a", one.digest, 1000), true);
+      assert.equal(await store.deleteTagIfUnchanged(repository, "a", one.digest, 1000), false);
+      assert.deepEqual(await store.listTags(repository, 10, undefined), ["b"]);
+      assert.ok(await store.getManifest(repository, one.digest), "the manifest stays");
     });
 
     test("another instance sees every write at once", {

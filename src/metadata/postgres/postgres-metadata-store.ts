@@ -11,6 +11,12 @@ import type {
   TagDetail,
   UploadSession,
 } from "../metadata-store.js";
+import {
+  LimitViolationError,
+  type RepositoryUsage,
+  type TagRecord,
+  type WriteLimits,
+} from "../write-limits.js";
 import { migrations } from "./schema.js";
 
 export interface PostgresOptions {
@@ -333,48 +339,58 @@ export class PostgresMetadataStore implements MetadataStore {
         : await this.findMissing(client, existing, manifest.references, true);
       if (missing.length > 0) return missing;
       const repositoryId = existing ?? (await this.ensureRepository(client, repository, manifest.now));
+      await this.writeManifest(client, repositoryId, manifest, tag);
+      return [];
+    });
+  }
+
+  /** The writes of putManifest, once its references are checked. */
+  private async writeManifest(
+    client: pg.PoolClient,
+    repositoryId: number,
+    manifest: NewManifest,
+    tag: string | undefined,
+  ): Promise<void> {
+    await client.query(
+      "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+      [manifest.digest, manifest.size, manifest.now],
+    );
+    const inserted = await client.query(
+      `INSERT INTO manifests
+       (repository_id, digest, media_type, artifact_type, size, subject_digest, annotations, created_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
+      [
+        repositoryId,
+        manifest.digest,
+        manifest.mediaType,
+        manifest.artifactType ?? null,
+        manifest.size,
+        manifest.subject ?? null,
+        manifest.annotations ? JSON.stringify(manifest.annotations) : null,
+        manifest.now,
+      ],
+    );
+    if ((inserted.rowCount ?? 0) > 0 && manifest.references.length > 0) {
       await client.query(
-        "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        [manifest.digest, manifest.size, manifest.now],
-      );
-      const inserted = await client.query(
-        `INSERT INTO manifests
-         (repository_id, digest, media_type, artifact_type, size, subject_digest, annotations, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
+        `INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, kind)
+         SELECT $1, $2, child, kind FROM unnest($3::text[], $4::text[]) AS r(child, kind)
+         ON CONFLICT DO NOTHING`,
         [
           repositoryId,
           manifest.digest,
-          manifest.mediaType,
-          manifest.artifactType ?? null,
-          manifest.size,
-          manifest.subject ?? null,
-          manifest.annotations ? JSON.stringify(manifest.annotations) : null,
-          manifest.now,
+          manifest.references.map((r) => r.digest.value),
+          manifest.references.map((r) => r.kind),
         ],
       );
-      if ((inserted.rowCount ?? 0) > 0 && manifest.references.length > 0) {
-        await client.query(
-          `INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, kind)
-           SELECT $1, $2, child, kind FROM unnest($3::text[], $4::text[]) AS r(child, kind)
-           ON CONFLICT DO NOTHING`,
-          [
-            repositoryId,
-            manifest.digest,
-            manifest.references.map((r) => r.digest.value),
-            manifest.references.map((r) => r.kind),
-          ],
-        );
-      }
-      if (tag !== undefined) {
-        await client.query(
-          `INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES ($1, $2, $3, $4)
-           ON CONFLICT (repository_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest,
-           updated_at = excluded.updated_at`,
-          [repositoryId, tag, manifest.digest, manifest.now],
-        );
-      }
-      return [];
-    });
+    }
+    if (tag !== undefined) {
+      await client.query(
+        `INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (repository_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest,
+         updated_at = excluded.updated_at`,
+        [repositoryId, tag, manifest.digest, manifest.now],
+      );
+    }
   }
 
   async deleteManifest(repository: string, digest: string): Promise<boolean> {
@@ -508,6 +524,187 @@ export class PostgresMetadataStore implements MetadataStore {
 
   async close(): Promise<void> {
     await this.pool.end();
+  }
+
+  // --- policies: quotas, immutable tags, retention ---
+  // Every write under limits first locks the repository's row (FOR UPDATE, or the row lock that
+  // ensureRepository's upsert takes), so limited writes to one repository run one after another across
+  // all instances; under READ COMMITTED each later statement then sees what the previous holder committed.
+
+  private async lockRepository(client: pg.PoolClient, name: string): Promise<number | undefined> {
+    const { rows } = await client.query<{ id: string }>(
+      "SELECT id FROM repositories WHERE name = $1 FOR UPDATE",
+      [name],
+    );
+    return rows[0] ? Number(rows[0].id) : undefined;
+  }
+
+  private async usage(db: Queryable, id: number): Promise<RepositoryUsage> {
+    // Running totals kept by triggers (schema migration 2).
+    const { rows } = await db.query<{ bytes: string; tags: string }>(
+      "SELECT bytes, tags FROM repository_usage WHERE repository_id = $1",
+      [id],
+    );
+    return { bytes: Number(rows[0]?.bytes ?? 0), tags: Number(rows[0]?.tags ?? 0) };
+  }
+
+  /** Throws when linking `digest` (of `size` bytes) would take repository `id` past limits.maxBytes. */
+  private async checkBytes(
+    db: Queryable,
+    id: number,
+    digest: string,
+    size: number,
+    limits: WriteLimits,
+  ): Promise<void> {
+    if (limits.maxBytes === undefined) return;
+    const held = await db.query(
+      `SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2
+       UNION ALL SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2 LIMIT 1`,
+      [id, digest],
+    );
+    if ((held.rowCount ?? 0) > 0) return;
+    const usedBytes = (await this.usage(db, id)).bytes;
+    if (usedBytes + size > limits.maxBytes)
+      throw new LimitViolationError({
+        kind: "bytes",
+        usedBytes,
+        addedBytes: size,
+        maxBytes: limits.maxBytes,
+      });
+  }
+
+  async recordBlobWithin(
+    repository: string,
+    digest: string,
+    size: number,
+    uploadId: string | undefined,
+    limits: WriteLimits,
+  ): Promise<void> {
+    const now = Date.now();
+    await this.transaction(async (client) => {
+      const id = await this.ensureRepository(client, repository, now);
+      await this.checkBytes(client, id, digest, size, limits);
+      await client.query(
+        "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        [digest, size, now],
+      );
+      await client.query(
+        `INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING`,
+        [id, digest, now],
+      );
+      if (uploadId !== undefined) await client.query("DELETE FROM upload_sessions WHERE id = $1", [uploadId]);
+    });
+  }
+
+  async linkBlobWithin(repository: string, digest: string, limits: WriteLimits): Promise<boolean> {
+    return this.transaction(async (client) => {
+      const blob = await client.query<{ size: string }>(
+        "SELECT size FROM blobs WHERE digest = $1 FOR SHARE",
+        [digest],
+      );
+      const size = blob.rows[0]?.size;
+      if (size === undefined) return false;
+      const now = Date.now();
+      const id = await this.ensureRepository(client, repository, now);
+      await this.checkBytes(client, id, digest, Number(size), limits);
+      await client.query(
+        `INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING`,
+        [id, digest, now],
+      );
+      return true;
+    });
+  }
+
+  async putManifestWithin(
+    repository: string,
+    manifest: NewManifest,
+    tag: string | undefined,
+    limits: WriteLimits,
+  ): Promise<MissingReference[]> {
+    return this.transaction(async (client) => {
+      const existing = await this.lockRepository(client, repository);
+      const missing = await this.findMissing(client, existing, manifest.references, true);
+      if (missing.length > 0) return missing;
+      // A repository created here is rolled back with everything else if a limit refuses the write.
+      const id = existing ?? (await this.ensureRepository(client, repository, manifest.now));
+      if (tag !== undefined) {
+        const { rows } = await client.query<{ manifest_digest: string }>(
+          "SELECT manifest_digest FROM tags WHERE repository_id = $1 AND name = $2",
+          [id, tag],
+        );
+        const current = rows[0]?.manifest_digest;
+        if (limits.immutableTag && current !== undefined && current !== manifest.digest)
+          throw new LimitViolationError({ kind: "immutable-tag", tag, currentDigest: current });
+        if (limits.maxTags !== undefined && current === undefined) {
+          const tagCount = (await this.usage(client, id)).tags;
+          if (tagCount + 1 > limits.maxTags)
+            throw new LimitViolationError({ kind: "tags", tagCount, maxTags: limits.maxTags });
+        }
+      }
+      await this.checkBytes(client, id, manifest.digest, manifest.size, limits);
+      await this.writeManifest(client, id, manifest, tag);
+      return [];
+    });
+  }
+
+  async deleteManifestUnlessTagged(
+    repository: string,
+    digest: string,
+    isProtectedTag: (tag: string) => boolean,
+  ): Promise<boolean> {
+    return this.transaction(async (client) => {
+      const id = await this.lockRepository(client, repository);
+      if (id === undefined) return false;
+      const tags = await client.query<{ name: string }>(
+        "SELECT name FROM tags WHERE repository_id = $1 AND manifest_digest = $2",
+        [id, digest],
+      );
+      const kept = tags.rows.find((t) => isProtectedTag(t.name));
+      if (kept)
+        throw new LimitViolationError({ kind: "immutable-tag", tag: kept.name, currentDigest: digest });
+      const deleted = await client.query("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2", [
+        id,
+        digest,
+      ]);
+      if ((deleted.rowCount ?? 0) === 0) return false;
+      await client.query("DELETE FROM tags WHERE repository_id = $1 AND manifest_digest = $2", [id, digest]);
+      await client.query(
+        "DELETE FROM manifest_references WHERE repository_id = $1 AND manifest_digest = $2",
+        [id, digest],
+      );
+      return true;
+    });
+  }
+
+  async repositoryUsage(repository: string): Promise<RepositoryUsage> {
+    const id = await this.repositoryId(this.pool, repository);
+    return id === undefined ? { bytes: 0, tags: 0 } : this.usage(this.pool, id);
+  }
+
+  async listTagRecords(repository: string): Promise<TagRecord[] | undefined> {
+    const id = await this.repositoryId(this.pool, repository);
+    if (id === undefined) return undefined;
+    const { rows } = await this.pool.query<{ name: string; manifest_digest: string; updated_at: string }>(
+      "SELECT name, manifest_digest, updated_at FROM tags WHERE repository_id = $1",
+      [id],
+    );
+    return rows.map((r) => ({ name: r.name, digest: r.manifest_digest, updatedAt: Number(r.updated_at) }));
+  }
+
+  async deleteTagIfUnchanged(
+    repository: string,
+    tag: string,
+    digest: string,
+    updatedAt: number,
+  ): Promise<boolean> {
+    const result = await this.pool.query(
+      `DELETE FROM tags t USING repositories r WHERE t.repository_id = r.id AND r.name = $1 AND t.name = $2
+       AND t.manifest_digest = $3 AND t.updated_at = $4`,
+      [repository, tag, digest, updatedAt],
+    );
+    return (result.rowCount ?? 0) > 0;
   }
 }
 

@@ -65,4 +65,58 @@ CREATE TABLE upload_sessions (
 CREATE INDEX upload_sessions_by_activity ON upload_sessions (updated_at);
 `,
   },
+  // policy: per-repository running totals for quotas, kept by triggers so every write path (GC's too)
+  // keeps them exact; summing on each check took 20 ms at 10k blobs and 250 ms at 100k, under the write lock.
+  // A digest both linked as a blob and recorded as a manifest of one repository counts once.
+  {
+    version: 2,
+    sql: `
+CREATE TABLE repository_usage (
+  repository_id INTEGER PRIMARY KEY,
+  bytes INTEGER NOT NULL,
+  tags INTEGER NOT NULL
+);
+INSERT INTO repository_usage (repository_id, bytes, tags)
+SELECT r.id,
+  coalesce((SELECT sum(size) FROM (
+    SELECT b.digest, b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = r.id
+    UNION SELECT digest, size FROM manifests WHERE repository_id = r.id)), 0),
+  (SELECT count(*) FROM tags WHERE repository_id = r.id)
+FROM repositories r;
+CREATE TRIGGER repository_usage_created AFTER INSERT ON repositories BEGIN
+  INSERT INTO repository_usage (repository_id, bytes, tags) VALUES (NEW.id, 0, 0);
+END;
+CREATE TRIGGER repository_usage_removed AFTER DELETE ON repositories BEGIN
+  DELETE FROM repository_usage WHERE repository_id = OLD.id;
+END;
+CREATE TRIGGER repository_usage_blob_linked AFTER INSERT ON repository_blobs
+WHEN NOT EXISTS (SELECT 1 FROM manifests WHERE repository_id = NEW.repository_id AND digest = NEW.digest)
+BEGIN
+  UPDATE repository_usage SET bytes = bytes + coalesce((SELECT size FROM blobs WHERE digest = NEW.digest), 0)
+  WHERE repository_id = NEW.repository_id;
+END;
+CREATE TRIGGER repository_usage_blob_unlinked AFTER DELETE ON repository_blobs
+WHEN NOT EXISTS (SELECT 1 FROM manifests WHERE repository_id = OLD.repository_id AND digest = OLD.digest)
+BEGIN
+  UPDATE repository_usage SET bytes = bytes - coalesce((SELECT size FROM blobs WHERE digest = OLD.digest), 0)
+  WHERE repository_id = OLD.repository_id;
+END;
+CREATE TRIGGER repository_usage_manifest_added AFTER INSERT ON manifests
+WHEN NOT EXISTS (SELECT 1 FROM repository_blobs WHERE repository_id = NEW.repository_id AND digest = NEW.digest)
+BEGIN
+  UPDATE repository_usage SET bytes = bytes + NEW.size WHERE repository_id = NEW.repository_id;
+END;
+CREATE TRIGGER repository_usage_manifest_removed AFTER DELETE ON manifests
+WHEN NOT EXISTS (SELECT 1 FROM repository_blobs WHERE repository_id = OLD.repository_id AND digest = OLD.digest)
+BEGIN
+  UPDATE repository_usage SET bytes = bytes - OLD.size WHERE repository_id = OLD.repository_id;
+END;
+CREATE TRIGGER repository_usage_tag_added AFTER INSERT ON tags BEGIN
+  UPDATE repository_usage SET tags = tags + 1 WHERE repository_id = NEW.repository_id;
+END;
+CREATE TRIGGER repository_usage_tag_removed AFTER DELETE ON tags BEGIN
+  UPDATE repository_usage SET tags = tags - 1 WHERE repository_id = OLD.repository_id;
+END;
+`,
+  },
 ];

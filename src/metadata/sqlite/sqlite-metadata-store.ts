@@ -11,6 +11,12 @@ import type {
   TagDetail,
   UploadSession,
 } from "../metadata-store.js";
+import {
+  LimitViolationError,
+  type RepositoryUsage,
+  type TagRecord,
+  type WriteLimits,
+} from "../write-limits.js";
 import { GroupCommit } from "./group-commit.js";
 import { migrations } from "./schema.js";
 
@@ -373,6 +379,188 @@ export class SqliteMetadataStore implements MetadataStore {
     await this.groupCommit?.close();
     if (this.db.open) this.db.close();
   }
+
+  // --- policies: quotas, immutable tags, retention ---
+  // Each check runs inside the IMMEDIATE transaction that writes, which holds SQLite's single write lock:
+  // no other writer, in this process or another, can change the counts between the check and the write.
+
+  private policyParts: ReturnType<SqliteMetadataStore["preparePolicy"]> | undefined;
+  private get policyStatements() {
+    this.policyParts ??= this.preparePolicy();
+    return this.policyParts.statements;
+  }
+  private get policyTransactions() {
+    this.policyParts ??= this.preparePolicy();
+    return this.policyParts.transactions;
+  }
+
+  private preparePolicy() {
+    return { statements: preparePolicyStatements(this.db), transactions: this.wrapPolicyTransactions() };
+  }
+
+  private wrapPolicyTransactions() {
+    return {
+      recordBlob: this.db.transaction(
+        (
+          repository: string,
+          digest: string,
+          size: number,
+          uploadId: string | undefined,
+          limits: WriteLimits,
+          now: number,
+        ) => {
+          this.checkBytes(this.repositoryId(repository), digest, size, limits);
+          this.recordBlobTransaction(repository, digest, size, uploadId, now);
+        },
+      ).immediate,
+      linkBlob: this.db.transaction(
+        (repository: string, digest: string, limits: WriteLimits, now: number): boolean => {
+          const blob = this.policyStatements.blobSize.get(digest) as { size: number } | undefined;
+          if (!blob) return false;
+          this.checkBytes(this.repositoryId(repository), digest, blob.size, limits);
+          return this.linkBlobTransaction(repository, digest, now);
+        },
+      ).immediate,
+      putManifest: this.db.transaction(
+        (
+          repository: string,
+          manifest: NewManifest,
+          tag: string | undefined,
+          limits: WriteLimits,
+        ): MissingReference[] => {
+          const id = this.repositoryId(repository);
+          const missing = this.findMissing(id, manifest.references);
+          if (missing.length > 0) return missing;
+          if (tag !== undefined) {
+            const current =
+              id === undefined
+                ? undefined
+                : (this.policyStatements.tagDigest.get(id, tag) as { manifest_digest: string } | undefined);
+            if (limits.immutableTag && current && current.manifest_digest !== manifest.digest)
+              throw new LimitViolationError({
+                kind: "immutable-tag",
+                tag,
+                currentDigest: current.manifest_digest,
+              });
+            if (limits.maxTags !== undefined && !current) {
+              const tagCount = id === undefined ? 0 : this.usage(id).tags;
+              if (tagCount + 1 > limits.maxTags)
+                throw new LimitViolationError({ kind: "tags", tagCount, maxTags: limits.maxTags });
+            }
+          }
+          this.checkBytes(id, manifest.digest, manifest.size, limits);
+          return this.putManifestTransaction(repository, manifest, tag);
+        },
+      ).immediate,
+      deleteManifest: this.db.transaction(
+        (id: number, digest: string, isProtectedTag: (tag: string) => boolean): boolean => {
+          const tags = this.policyStatements.tagsOfManifest.all(id, digest) as { name: string }[];
+          const kept = tags.find((t) => isProtectedTag(t.name));
+          if (kept)
+            throw new LimitViolationError({ kind: "immutable-tag", tag: kept.name, currentDigest: digest });
+          return this.deleteManifestTransaction(id, digest);
+        },
+      ).immediate,
+    };
+  }
+
+  /** Throws when linking `digest` (of `size` bytes) would take repository `id` past limits.maxBytes. */
+  private checkBytes(id: number | undefined, digest: string, size: number, limits: WriteLimits): void {
+    if (limits.maxBytes === undefined) return;
+    if (id !== undefined && this.policyStatements.holds.get(id, digest, id, digest)) return;
+    const usedBytes = id === undefined ? 0 : this.usage(id).bytes;
+    if (usedBytes + size > limits.maxBytes)
+      throw new LimitViolationError({
+        kind: "bytes",
+        usedBytes,
+        addedBytes: size,
+        maxBytes: limits.maxBytes,
+      });
+  }
+
+  private usage(id: number): RepositoryUsage {
+    const row = this.policyStatements.usage.get(id) as RepositoryUsage | undefined;
+    return { bytes: row?.bytes ?? 0, tags: row?.tags ?? 0 };
+  }
+
+  async recordBlobWithin(
+    repository: string,
+    digest: string,
+    size: number,
+    uploadId: string | undefined,
+    limits: WriteLimits,
+  ): Promise<void> {
+    this.policyTransactions.recordBlob(repository, digest, size, uploadId, limits, Date.now());
+    await this.durable(undefined);
+  }
+
+  async linkBlobWithin(repository: string, digest: string, limits: WriteLimits): Promise<boolean> {
+    return this.durable(this.policyTransactions.linkBlob(repository, digest, limits, Date.now()));
+  }
+
+  async putManifestWithin(
+    repository: string,
+    manifest: NewManifest,
+    tag: string | undefined,
+    limits: WriteLimits,
+  ): Promise<MissingReference[]> {
+    return this.durable(this.policyTransactions.putManifest(repository, manifest, tag, limits));
+  }
+
+  async deleteManifestUnlessTagged(
+    repository: string,
+    digest: string,
+    isProtectedTag: (tag: string) => boolean,
+  ): Promise<boolean> {
+    const id = this.repositoryId(repository);
+    if (id === undefined) return false;
+    return this.durable(this.policyTransactions.deleteManifest(id, digest, isProtectedTag));
+  }
+
+  async repositoryUsage(repository: string): Promise<RepositoryUsage> {
+    const id = this.repositoryId(repository);
+    return id === undefined ? { bytes: 0, tags: 0 } : this.usage(id);
+  }
+
+  async listTagRecords(repository: string): Promise<TagRecord[] | undefined> {
+    const id = this.repositoryId(repository);
+    if (id === undefined) return undefined;
+    const rows = this.policyStatements.tagRecords.all(id) as {
+      name: string;
+      manifest_digest: string;
+      updated_at: number;
+    }[];
+    return rows.map((r) => ({ name: r.name, digest: r.manifest_digest, updatedAt: r.updated_at }));
+  }
+
+  async deleteTagIfUnchanged(
+    repository: string,
+    tag: string,
+    digest: string,
+    updatedAt: number,
+  ): Promise<boolean> {
+    const id = this.repositoryId(repository);
+    if (id === undefined) return false;
+    return this.durable(this.policyStatements.deleteTagIf.run(id, tag, digest, updatedAt).changes > 0);
+  }
+}
+
+function preparePolicyStatements(db: Database.Database) {
+  return {
+    blobSize: db.prepare("SELECT size FROM blobs WHERE digest = ?"),
+    tagDigest: db.prepare("SELECT manifest_digest FROM tags WHERE repository_id = ? AND name = ?"),
+    tagsOfManifest: db.prepare("SELECT name FROM tags WHERE repository_id = ? AND manifest_digest = ?"),
+    // Running totals kept by triggers (schema migration 2).
+    usage: db.prepare("SELECT bytes, tags FROM repository_usage WHERE repository_id = ?"),
+    holds: db.prepare(
+      `SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?
+       UNION ALL SELECT 1 FROM manifests WHERE repository_id = ? AND digest = ? LIMIT 1`,
+    ),
+    tagRecords: db.prepare("SELECT name, manifest_digest, updated_at FROM tags WHERE repository_id = ?"),
+    deleteTagIf: db.prepare(
+      "DELETE FROM tags WHERE repository_id = ? AND name = ? AND manifest_digest = ? AND updated_at = ?",
+    ),
+  };
 }
 
 function migrate(db: Database.Database): void {
