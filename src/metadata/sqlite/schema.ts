@@ -65,4 +65,19 @@ CREATE TABLE upload_sessions (
 CREATE INDEX upload_sessions_by_activity ON upload_sessions (updated_at);
 `,
   },
+  {
+    // observe: notification outbox (events written with the change they describe).
+    version: 2,
+    sql: `
+CREATE TABLE event_outbox (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  endpoint TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  available_at INTEGER NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX event_outbox_due ON event_outbox (endpoint, available_at, id);
+`,
+  },
 ];

@@ -6,7 +6,9 @@ import type {
   MetadataStore,
   MissingReference,
   NewManifest,
+  NewOutboxEvent,
   NewUploadSession,
+  OutboxEvent,
   UploadSession,
 } from "../metadata-store.js";
 import { GroupCommit } from "./group-commit.js";
@@ -67,6 +69,13 @@ export class SqliteMetadataStore implements MetadataStore {
       recordBlob: this.db.transaction(this.recordBlobTransaction).immediate,
       putManifest: this.db.transaction(this.putManifestTransaction).immediate,
       deleteManifest: this.db.transaction(this.deleteManifestTransaction).immediate,
+      // observe: a one-statement change plus its events.
+      changeWithEvents: this.db.transaction((change: () => boolean, events: NewOutboxEvent[]) => {
+        const changed = change();
+        if (changed) this.appendEventRows(events);
+        return changed;
+      }).immediate,
+      claimEvents: this.db.transaction(this.claimEventsTransaction).immediate,
     };
   }
 
@@ -106,21 +115,30 @@ export class SqliteMetadataStore implements MetadataStore {
     size: number,
     uploadId: string | undefined,
     now: number,
+    events: NewOutboxEvent[] | undefined,
   ): void => {
     this.statements.insertBlob.run(digest, size, now);
     this.statements.linkBlob.run(this.ensureRepository(repository, now), digest, now);
     if (uploadId !== undefined) this.statements.deleteUpload.run(uploadId);
+    this.appendEventRows(events);
   };
 
-  async recordBlob(repository: string, digest: string, size: number, uploadId?: string): Promise<void> {
-    this.transactions.recordBlob(repository, digest, size, uploadId, Date.now());
+  async recordBlob(
+    repository: string,
+    digest: string,
+    size: number,
+    uploadId?: string,
+    events?: NewOutboxEvent[],
+  ): Promise<void> {
+    this.transactions.recordBlob(repository, digest, size, uploadId, Date.now(), events);
     await this.durable(undefined);
   }
 
-  async unlinkBlob(repository: string, digest: string): Promise<boolean> {
+  async unlinkBlob(repository: string, digest: string, events?: NewOutboxEvent[]): Promise<boolean> {
     const id = this.repositoryId(repository);
     if (id === undefined) return false;
-    return this.durable(this.statements.unlinkBlob.run(id, digest).changes > 0);
+    const unlink = () => this.statements.unlinkBlob.run(id, digest).changes > 0;
+    return this.durable(events?.length ? this.transactions.changeWithEvents(unlink, events) : unlink());
   }
 
   async createUploadSession(session: NewUploadSession, limit: number): Promise<boolean> {
@@ -210,6 +228,7 @@ export class SqliteMetadataStore implements MetadataStore {
     repository: string,
     manifest: NewManifest,
     tag: string | undefined,
+    events: NewOutboxEvent[] | undefined,
   ): MissingReference[] => {
     const id = this.repositoryId(repository);
     const missing = this.findMissing(id, manifest.references);
@@ -237,6 +256,7 @@ export class SqliteMetadataStore implements MetadataStore {
       }
     }
     if (tag !== undefined) this.statements.upsertTag.run(repositoryId, tag, manifest.digest, manifest.now);
+    this.appendEventRows(events);
     return [];
   };
 
@@ -244,29 +264,80 @@ export class SqliteMetadataStore implements MetadataStore {
     repository: string,
     manifest: NewManifest,
     tag: string | undefined,
+    events?: NewOutboxEvent[],
   ): Promise<MissingReference[]> {
-    return this.durable(this.transactions.putManifest(repository, manifest, tag));
+    return this.durable(this.transactions.putManifest(repository, manifest, tag, events));
   }
 
-  async deleteManifest(repository: string, digest: string): Promise<boolean> {
+  async deleteManifest(repository: string, digest: string, events?: NewOutboxEvent[]): Promise<boolean> {
     const id = this.repositoryId(repository);
     if (id === undefined) return false;
-    return this.durable(this.transactions.deleteManifest(id, digest));
+    return this.durable(this.transactions.deleteManifest(id, digest, events));
   }
 
-  private readonly deleteManifestTransaction = (id: number, digest: string): boolean => {
+  private readonly deleteManifestTransaction = (
+    id: number,
+    digest: string,
+    events: NewOutboxEvent[] | undefined,
+  ): boolean => {
     const deleted = this.statements.deleteManifest.run(id, digest).changes > 0;
     if (deleted) {
       this.statements.deleteTagsOfManifest.run(id, digest);
       this.statements.deleteReferences.run(id, digest);
+      this.appendEventRows(events);
     }
     return deleted;
   };
 
-  async deleteTag(repository: string, tag: string): Promise<boolean> {
+  async deleteTag(repository: string, tag: string, events?: NewOutboxEvent[]): Promise<boolean> {
     const id = this.repositoryId(repository);
     if (id === undefined) return false;
-    return this.durable(this.statements.deleteTag.run(id, tag).changes > 0);
+    const remove = () => this.statements.deleteTag.run(id, tag).changes > 0;
+    return this.durable(events?.length ? this.transactions.changeWithEvents(remove, events) : remove());
+  }
+
+  // observe: notification outbox.
+  private appendEventRows(events: NewOutboxEvent[] | undefined): void {
+    for (const event of events ?? [])
+      this.statements.insertEvent.run(event.endpoint, event.payload, event.createdAt, event.createdAt);
+  }
+
+  async appendEvents(events: NewOutboxEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    this.transactions.changeWithEvents(() => true, events);
+    await this.durable(undefined);
+  }
+
+  private readonly claimEventsTransaction = (
+    endpoint: string,
+    limit: number,
+    now: number,
+    leaseMs: number,
+  ): OutboxEvent[] => {
+    const rows = this.statements.dueEvents.all(endpoint, now, limit) as OutboxRow[];
+    for (const row of rows) this.statements.leaseEvent.run(now + leaseMs, row.id);
+    return rows.map(toOutboxEvent);
+  };
+
+  async claimEvents(endpoint: string, limit: number, now: number, leaseMs: number): Promise<OutboxEvent[]> {
+    // Not waited for: a lease lost to a power cut only means the events are delivered once more.
+    return this.changed(this.transactions.claimEvents(endpoint, limit, now, leaseMs));
+  }
+
+  async ackEvents(ids: number[]): Promise<void> {
+    if (ids.length === 0) return;
+    this.statements.ackEvents.run(JSON.stringify(ids));
+    this.changed(undefined);
+  }
+
+  async retryEvents(ids: number[], availableAt: number): Promise<void> {
+    if (ids.length === 0) return;
+    this.statements.retryEvents.run(availableAt, JSON.stringify(ids));
+    this.changed(undefined);
+  }
+
+  async trimEvents(endpoint: string, keep: number): Promise<number> {
+    return this.changed(this.statements.trimEvents.run(endpoint, endpoint, keep).changes);
   }
 
   async repositoryExists(repository: string): Promise<boolean> {
@@ -423,6 +494,21 @@ function prepareStatements(db: Database.Database) {
       "DELETE FROM manifest_references WHERE repository_id = ? AND manifest_digest = ?",
     ),
     deleteTag: db.prepare("DELETE FROM tags WHERE repository_id = ? AND name = ?"),
+    insertEvent: db.prepare(
+      "INSERT INTO event_outbox (endpoint, payload, attempts, available_at, created_at) VALUES (?, ?, 0, ?, ?)",
+    ),
+    dueEvents: db.prepare(
+      "SELECT * FROM event_outbox WHERE endpoint = ? AND available_at <= ? ORDER BY id LIMIT ?",
+    ),
+    leaseEvent: db.prepare("UPDATE event_outbox SET available_at = ? WHERE id = ?"),
+    ackEvents: db.prepare("DELETE FROM event_outbox WHERE id IN (SELECT value FROM json_each(?))"),
+    retryEvents: db.prepare(
+      "UPDATE event_outbox SET attempts = attempts + 1, available_at = ? WHERE id IN (SELECT value FROM json_each(?))",
+    ),
+    trimEvents: db.prepare(
+      `DELETE FROM event_outbox WHERE endpoint = ? AND id NOT IN
+       (SELECT id FROM event_outbox WHERE endpoint = ? ORDER BY id DESC LIMIT ?)`,
+    ),
     listTags: db.prepare("SELECT name FROM tags WHERE repository_id = ? ORDER BY lower(name), name LIMIT ?"),
     listTagsAfter: db.prepare(
       `SELECT name FROM tags WHERE repository_id = ?
@@ -449,6 +535,24 @@ function toManifestRecord(row: ManifestRow): ManifestRecord {
     artifactType: row.artifact_type ?? undefined,
     subject: row.subject_digest ?? undefined,
     annotations: row.annotations ? (JSON.parse(row.annotations) as Record<string, string>) : undefined,
+    createdAt: row.created_at,
+  };
+}
+
+interface OutboxRow {
+  id: number;
+  endpoint: string;
+  payload: string;
+  attempts: number;
+  created_at: number;
+}
+
+function toOutboxEvent(row: OutboxRow): OutboxEvent {
+  return {
+    id: row.id,
+    endpoint: row.endpoint,
+    payload: row.payload,
+    attempts: row.attempts,
     createdAt: row.created_at,
   };
 }
