@@ -53,6 +53,13 @@ export class ManifestService {
         now: Date.now(),
       },
       reference.kind === "tag" ? reference.tag : undefined,
+      this.ctx.notifier?.eventsFor("push", {
+        repository,
+        mediaType: manifest.mediaType,
+        digest: digest.value,
+        size: bytes.length,
+        ...(reference.kind === "tag" ? { tag: reference.tag } : {}),
+      }),
     );
     if (missing.length > 0) throw missingReferencesError(missing);
     this.cache.set(digest.value, bytes);
@@ -72,7 +79,15 @@ export class ManifestService {
 
   async get(repository: string, reference: Reference): Promise<{ record: ManifestRecord; bytes: Buffer }> {
     const record = await this.head(repository, reference);
-    return { record, bytes: await this.bytes(record.digest) };
+    const bytes = await this.bytes(record.digest);
+    this.ctx.notifier?.recordPull({
+      repository,
+      mediaType: record.mediaType,
+      digest: record.digest,
+      size: record.size,
+      ...(reference.kind === "tag" ? { tag: reference.tag } : {}),
+    });
+    return { record, bytes };
   }
 
   async bytes(digest: string): Promise<Buffer> {
@@ -92,8 +107,16 @@ export class ManifestService {
     }
     const deleted =
       reference.kind === "tag"
-        ? await metadata.deleteTag(repository, reference.tag)
-        : await metadata.deleteManifest(repository, reference.digest.value);
+        ? await metadata.deleteTag(
+            repository,
+            reference.tag,
+            this.ctx.notifier?.eventsFor("delete", { repository, tag: reference.tag }),
+          )
+        : await metadata.deleteManifest(
+            repository,
+            reference.digest.value,
+            this.ctx.notifier?.eventsFor("delete", { repository, digest: reference.digest.value }),
+          );
     if (!deleted)
       throw new RegistryError("MANIFEST_UNKNOWN", undefined, { detail: { reference: describe(reference) } });
   }

@@ -101,7 +101,13 @@ export class UploadService {
         // the verified blob in place (only verified content is ever published): the retried PUT completes,
         // linking the blob and closing the session in one transaction so no later crash can split them.
         if (body === undefined && (await this.ctx.blobStore.statBlob(digest)) === session.receivedBytes) {
-          await this.ctx.metadata.recordBlob(repository, digest.value, session.receivedBytes, id);
+          await this.ctx.metadata.recordBlob(
+            repository,
+            digest.value,
+            session.receivedBytes,
+            id,
+            blobPushEvents(this.ctx, repository, digest.value, session.receivedBytes),
+          );
           return { size: session.receivedBytes };
         }
         await this.discard(id);
@@ -256,7 +262,13 @@ export class UploadService {
   private async publish(repository: string, id: string, size: number, digest: Digest, hasSession: boolean) {
     this.hashes.forget(id);
     await this.ctx.blobStore.commitUpload(id, size, digest);
-    await this.ctx.metadata.recordBlob(repository, digest.value, size, hasSession ? id : undefined);
+    await this.ctx.metadata.recordBlob(
+      repository,
+      digest.value,
+      size,
+      hasSession ? id : undefined,
+      blobPushEvents(this.ctx, repository, digest.value, size),
+    );
   }
 
   private async discard(id: string): Promise<void> {
@@ -310,4 +322,13 @@ async function hashAll(source: AsyncIterable<Buffer>, running: RunningHash): Pro
     running.hash.update(chunk);
     running.offset += chunk.length;
   }
+}
+
+/** observe: the push event of a published blob, written with it (none when no endpoint wants pushes). */
+function blobPushEvents(ctx: RegistryContext, repository: string, digest: string, size: number) {
+  return ctx.notifier?.eventsFor(
+    "push",
+    { repository, mediaType: "application/octet-stream", digest, size },
+    { kind: "blobs" },
+  );
 }
