@@ -506,7 +506,8 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async ping(): Promise<void> {
-    await this.pool.query("SELECT 1");
+    // observe: reads a real table, so a dropped or renamed schema (or lost privileges) fails the probe.
+    await this.pool.query("SELECT 1 FROM schema_migrations LIMIT 1");
   }
 
   async close(): Promise<void> {

@@ -384,7 +384,8 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async ping(): Promise<void> {
-    this.db.prepare("SELECT 1").get();
+    // observe: reads a real table, so a database that lost its file or schema fails the probe.
+    this.db.prepare("SELECT 1 FROM schema_migrations LIMIT 1").get();
   }
 
   /** Waits until the write just committed is on disk, then passes its result on. */
