@@ -8,6 +8,11 @@ type EndpointConfig = BerthConfig["notifications"]["endpoints"][number];
 
 /** How often an endpoint's backlog is cut back to its bound. */
 const trimIntervalMs = 30_000;
+/**
+ * Added to the request timeout for an event's lease: long enough that a delivery in progress is never
+ * taken over by another instance, short enough that the events of a crashed instance are soon retried.
+ */
+const leaseSlackMs = 5_000;
 
 /**
  * Delivers one endpoint's outbox, fully apart from the requests that wrote it: a slow or dead endpoint
@@ -45,7 +50,7 @@ export class DeliveryWorker {
 
   private get leaseMs(): number {
     const requests = this.endpoint.format === "cloudevents" ? this.endpoint.batchSize : 1;
-    return requests * this.endpoint.timeoutSeconds * 1000 + 30_000;
+    return requests * this.endpoint.timeoutSeconds * 1000 + leaseSlackMs;
   }
 
   private async run(): Promise<void> {
