@@ -89,6 +89,8 @@ export class DeliveryWorker {
           break;
         }
         this.failures++;
+        // A failing endpoint is where a backlog grows: bound it now rather than at the next interval.
+        this.lastTrim = 0;
         const delay = this.backoffMs();
         await this.metadata.retryEvents(rest, Date.now() + delay);
         await this.sleep(delay);

@@ -205,9 +205,12 @@ async function readyStatus(url: string): Promise<number> {
   return response.status;
 }
 
+/** The failed probes log warnings, expected here. */
+const quiet = { log: { level: "error" as const } };
+
 describe("health", () => {
   test("readiness fails while the blob store's directories are gone and recovers", async () => {
-    const registry = await startTestRegistry();
+    const registry = await startTestRegistry(quiet);
     try {
       assert.equal(await readyStatus(registry.url), 200);
       // As root, permissions do not stop writes; a directory replaced by a file does.
@@ -235,7 +238,7 @@ describe("health", () => {
   });
 
   test("readiness fails once the SQLite metadata store is closed", async () => {
-    const registry = await startTestRegistry();
+    const registry = await startTestRegistry(quiet);
     try {
       assert.equal(await readyStatus(registry.url), 200);
       await registry.server.registry.ctx.metadata.close();
@@ -252,6 +255,7 @@ describe("health", () => {
   }, async () => {
     const schema = newSchemaName();
     const registry = await startTestRegistry({
+      ...quiet,
       metadata: { driver: "postgres", postgres: { url: requirePostgresUrl(), schema, poolSize: 2 } },
     });
     const admin = new pg.Client({ connectionString: requirePostgresUrl() });

@@ -206,6 +206,44 @@ describe("webhooks: a dead endpoint never slows a push", () => {
   });
 });
 
+describe("webhooks: bounded backlog", () => {
+  test("a failing endpoint keeps only its newest events and the dropped ones are counted", async () => {
+    const receiver = new WebhookReceiver();
+    receiver.answer = "refuse";
+    await receiver.start();
+    const registry = await startTestRegistry(
+      notifications(endpoint(receiver, { name: "bounded", events: ["push"], maxBacklog: 2 })),
+    );
+    try {
+      await pushImage(registry.url, "bounded/app", "old");
+      const newest = await pushImage(registry.url, "bounded/app", "new");
+      const dropped = async () => {
+        const text = await (await fetch(`${registry.url}/metrics`)).text();
+        return Number(/^berth_events_dropped_total\{endpoint="bounded"\} (\d+)$/m.exec(text)?.[1] ?? 0);
+      };
+      const deadline = Date.now() + 15_000;
+      while ((await dropped()) < 4 && Date.now() < deadline) await sleep(50);
+      assert.equal(await dropped(), 4, "six push events, two kept");
+      receiver.answer = "accept";
+      const events = await receiver.waitFor((requests) => {
+        const all = envelopeEvents(requests);
+        return all.length >= 2 ? all : undefined;
+      });
+      await sleep(300);
+      assert.deepEqual(
+        envelopeEvents(receiver.requests)
+          .map((e) => e.target.digest)
+          .sort(),
+        [newest.layer.digest, newest.digest].sort(),
+      );
+      assert.equal(events.length, 2);
+    } finally {
+      await registry.close();
+      await receiver.stop();
+    }
+  });
+});
+
 /** berth as a child process with a YAML/JSON config file, so it can be killed and started again. */
 async function berthWithConfig(
   config: BerthConfigInput,
