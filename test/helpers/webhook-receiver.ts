@@ -41,7 +41,8 @@ export class WebhookReceiver {
   }
 
   get port(): number {
-    return (this.server?.address() as AddressInfo).port;
+    if (!this.server) throw new Error("webhook receiver is not running");
+    return (this.server.address() as AddressInfo).port;
   }
 
   get url(): string {
