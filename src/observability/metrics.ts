@@ -117,7 +117,7 @@ export const proxyUpstreamBytes = new Counter({
 
 export const eventsQueued = new Counter({
   name: "berth_events_queued_total",
-  help: "Events written to the outbox, by endpoint",
+  help: "Events built for an endpoint (written to the outbox when their change commits)",
   labelNames: ["endpoint"] as const,
   registers: [metricsRegistry],
 });

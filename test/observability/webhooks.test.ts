@@ -4,8 +4,10 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import Database from "better-sqlite3";
 import type { BerthConfigInput } from "../../src/config/config.js";
 import type { RegistryEvent } from "../../src/events/event.js";
+import { basic, testPolicy, users, withAuthorization, writeHtpasswd } from "../helpers/auth.js";
 import { type PushedImage, pushBlob, pushImage, types } from "../helpers/oci.js";
 import { dropSchema, newSchemaName, postgresSkip, requirePostgresUrl } from "../helpers/postgres.js";
 import { startTestRegistry, type TestRegistry } from "../helpers/registry.js";
@@ -240,6 +242,81 @@ describe("webhooks: bounded backlog", () => {
     } finally {
       await registry.close();
       await receiver.stop();
+    }
+  });
+});
+
+describe("webhooks: who and what", () => {
+  test("the actor is the authenticated user", async () => {
+    const receiver = new WebhookReceiver();
+    await receiver.start();
+    const dir = await mkdtemp(join(tmpdir(), "berth-hooks-auth-"));
+    const registry = await startTestRegistry({
+      ...notifications(endpoint(receiver, { events: ["push"] })),
+      auth: { mode: "basic", htpasswd: await writeHtpasswd(dir), policy: testPolicy },
+    });
+    try {
+      const image = await withAuthorization(basic("writer", users.writer), () =>
+        pushImage(registry.url, "team/app", "v1"),
+      );
+      const event = await receiver.waitFor((requests) =>
+        find(envelopeEvents(requests), "push", { digest: image.digest }),
+      );
+      assert.deepEqual(event.actor, { name: "writer" });
+    } finally {
+      await registry.close();
+      await receiver.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("nothing is written to the outbox that no endpoint wants", async () => {
+    const plain = await startTestRegistry();
+    try {
+      assert.equal(plain.server.registry.ctx.notifier, undefined, "no endpoints, no notifier");
+    } finally {
+      await plain.close();
+    }
+    // The endpoint is down, so whatever is written stays in the outbox to be counted.
+    const registry = await startTestRegistry(
+      notifications({
+        name: "picky",
+        url: `http://127.0.0.1:${await freePort()}/`,
+        events: ["delete"],
+        repositories: ["only/**"],
+        backoff: { initialSeconds: 60, maxSeconds: 60 },
+      }),
+    );
+    try {
+      for (const repository of ["other/app", "only/app"]) {
+        await pushImage(registry.url, repository, "v1");
+        await (
+          await fetch(`${registry.url}/v2/${repository}/manifests/v1`, {
+            headers: { Accept: types.ociManifest },
+          })
+        ).arrayBuffer();
+      }
+      assert.equal(
+        (await fetch(`${registry.url}/v2/other/app/manifests/v1`, { method: "DELETE" })).status,
+        202,
+      );
+      assert.equal(
+        (await fetch(`${registry.url}/v2/only/app/manifests/v1`, { method: "DELETE" })).status,
+        202,
+      );
+      await sleep(700);
+      const db = new Database(join(registry.dataDir, "metadata.sqlite"), { readonly: true });
+      try {
+        const rows = db.prepare("SELECT endpoint, payload FROM event_outbox").all() as { payload: string }[];
+        assert.equal(rows.length, 1);
+        const event = JSON.parse(rows[0]?.payload ?? "{}") as RegistryEvent;
+        assert.equal(event.action, "delete");
+        assert.deepEqual(event.target, { repository: "only/app", tag: "v1" });
+      } finally {
+        db.close();
+      }
+    } finally {
+      await registry.close();
     }
   });
 });
