@@ -321,6 +321,41 @@ describe("webhooks: who and what", () => {
   });
 });
 
+describe("webhooks: instances sharing PostgreSQL", { skip: postgresSkip }, () => {
+  test("two instances deliver every event, none twice", async () => {
+    const schema = newSchemaName();
+    const receiver = new WebhookReceiver();
+    await receiver.start();
+    const shared: BerthConfigInput = {
+      ...notifications(endpoint(receiver, { events: ["push"], batchSize: 3 })),
+      metadata: { driver: "postgres", postgres: { url: requirePostgresUrl(), schema, poolSize: 4 } },
+    };
+    const first = await startTestRegistry(shared);
+    const second = await startTestRegistry(shared);
+    try {
+      const images = await Promise.all(
+        Array.from({ length: 8 }, (_, i) => pushImage((i % 2 ? first : second).url, `shared/app-${i}`, "v1")),
+      );
+      // 8 manifests and 16 blobs.
+      const events = await receiver.waitFor((requests) => {
+        const all = envelopeEvents(requests);
+        return all.length >= 24 ? all : undefined;
+      });
+      await sleep(500);
+      const all = envelopeEvents(receiver.requests);
+      assert.equal(all.length, 24, "no event delivered twice");
+      assert.equal(new Set(all.map((e) => e.id)).size, 24);
+      for (const image of images) assert.ok(find(events, "push", { digest: image.digest }));
+      assert.equal(new Set(all.map((e) => e.source.instanceID)).size, 2);
+    } finally {
+      await first.close();
+      await second.close();
+      await receiver.stop();
+      await dropSchema(schema);
+    }
+  });
+});
+
 /** berth as a child process with a YAML/JSON config file, so it can be killed and started again. */
 async function berthWithConfig(
   config: BerthConfigInput,
