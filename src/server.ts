@@ -98,19 +98,27 @@ export async function startBerth(
   const listen = parseListen(config.listen);
   if (!listen) throw new Error(`invalid listen address ${config.listen}`);
   await app.listen({ host: listen.host, port: listen.port });
-  // observe: webhook delivery, the upload gauge and the separate metrics listener.
-  registry.ctx.notifier?.startDelivery();
-  const unwatchUploads = watchUploadSessions(() => registry.ctx.metadata.countUploadSessions());
-  const metricsListen =
-    config.metrics.enabled && config.metrics.listen ? parseListen(config.metrics.listen) : undefined;
-  const metricsServer = metricsListen
-    ? await startMetricsServer(config, registry, metricsListen.host, metricsListen.port)
-    : undefined;
   const bound = app.server.address();
   const address =
     bound && typeof bound === "object"
       ? `${bound.family === "IPv6" ? `[${bound.address}]` : bound.address}:${bound.port}`
       : config.listen;
+  // observe: webhook delivery, the upload gauge and the separate metrics listener.
+  registry.ctx.notifier?.startDelivery(address);
+  const unwatchUploads = watchUploadSessions(() => registry.ctx.metadata.countUploadSessions());
+  const metricsListen =
+    config.metrics.enabled && config.metrics.listen ? parseListen(config.metrics.listen) : undefined;
+  const metricsServer = metricsListen
+    ? await startMetricsServer(config, registry, metricsListen.host, metricsListen.port).catch(
+        async (error: unknown) => {
+          // The metrics address is taken: fail the start as a bad main address would, leaving nothing open.
+          unwatchUploads();
+          await app.close();
+          await registry.close();
+          throw error;
+        },
+      )
+    : undefined;
 
   const sweep = setInterval(() => {
     registry.uploads

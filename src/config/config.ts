@@ -153,7 +153,11 @@ export const configSchema = z.strictObject({
       path: z
         .string()
         .regex(/^\/[A-Za-z0-9._/-]*$/, "must be an absolute path")
-        .refine((path) => path !== "/v2" && !path.startsWith("/v2/"), "must not be under /v2")
+        .refine(
+          (path) =>
+            path !== "/v2" && !path.startsWith("/v2/") && !["/healthz", "/readyz", "/token"].includes(path),
+          "must not be under /v2 nor another endpoint's path",
+        )
         .default("/metrics"),
       /** A separate address (like Distribution's debug server) that serves only metrics and health. */
       listen: listenAddress.optional(),

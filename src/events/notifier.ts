@@ -26,7 +26,7 @@ const pullFlushMs = 500;
  */
 export class Notifier {
   private readonly endpoints: { config: EndpointConfig; matches: (repository: string) => boolean }[];
-  private readonly source: RegistryEvent["source"];
+  private source: RegistryEvent["source"];
   private readonly workers: DeliveryWorker[] = [];
   private pulls: NewOutboxEvent[] = [];
   private pullTimer: NodeJS.Timeout | undefined;
@@ -111,7 +111,10 @@ export class Notifier {
   }
 
   /** Starts one delivery worker per endpoint (servers only; CLI commands only write the outbox). */
-  startDelivery(): void {
+  startDelivery(boundAddress?: string): void {
+    // The port actually bound (the config may say 0), for events' `source.addr`.
+    const port = boundAddress?.split(":").pop();
+    if (port) this.source = { ...this.source, addr: `${hostname()}:${port}` };
     if (this.workers.length > 0 || !this.logger) return;
     for (const { config } of this.endpoints) {
       const worker = new DeliveryWorker(config, this.metadata, this.logger, {

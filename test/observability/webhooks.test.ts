@@ -94,6 +94,7 @@ describe("webhooks: Distribution envelope", () => {
     assert.equal(typeof pushed.manifest.request.id, "string");
     assert.match(pushed.manifest.timestamp, /^\d{4}-\d\d-\d\dT/);
     assert.ok(pushed.manifest.source.instanceID);
+    assert.ok(pushed.manifest.source.addr.endsWith(`:${registry.host.split(":").pop()}`), "the bound port");
     assert.notEqual(pushed.manifest.id, pushed.layer.id);
 
     const byTag = await fetch(`${registry.url}/v2/${repository}/manifests/v1`, {
