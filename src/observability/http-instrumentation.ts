@@ -1,6 +1,5 @@
 import { timingSafeEqual } from "node:crypto";
 import { createServer, type Server } from "node:http";
-import { context, SpanKind, trace } from "@opentelemetry/api";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { BerthConfig } from "../config/config.js";
 import { currentRequestScope, runInRequestScope } from "../events/request-scope.js";
@@ -14,7 +13,7 @@ import {
   httpRequestsInFlight,
   metricsRegistry,
 } from "./metrics.js";
-import { endSpan, tracer, tracingEnabled } from "./tracing.js";
+import { inSpan, tracingApi } from "./tracing.js";
 
 /**
  * The route label of a request: the distribution API's route name for /v2 requests, the registered
@@ -79,18 +78,20 @@ export function observedHandler(
       },
       baseUrl: `${request.protocol}://${request.host}`,
     };
-    if (!tracingEnabled()) return runInRequestScope(scope, () => handler(request, reply));
+    const api = tracingApi();
+    if (!api) return runInRequestScope(scope, () => handler(request, reply));
     const route = routeLabel(request);
-    const span = tracer.startSpan(`${request.method} ${route}`, {
-      kind: SpanKind.SERVER,
-      attributes: { "http.request.method": request.method, "http.route": route },
-    });
-    reply.raw.once("close", () => {
-      span.setAttribute("http.response.status_code", reply.raw.statusCode);
-      endSpan(span);
-    });
-    return context.with(trace.setSpan(context.active(), span), () =>
-      runInRequestScope(scope, () => handler(request, reply)),
+    const attributes = { "http.request.method": request.method, "http.route": route };
+    // The span covers the handler; a streamed body may still be flowing when it ends.
+    return inSpan(
+      api,
+      `${request.method} ${route}`,
+      { kind: api.SpanKind.SERVER, attributes },
+      async (span) => {
+        const result = await runInRequestScope(scope, () => handler(request, reply));
+        span.setAttribute("http.response.status_code", reply.raw.statusCode);
+        return result;
+      },
     );
   };
 }

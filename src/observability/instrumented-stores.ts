@@ -1,8 +1,7 @@
-import { context, trace } from "@opentelemetry/api";
 import type { MetadataStore } from "../metadata/metadata-store.js";
 import { BlobNotFoundError, type BlobStore } from "../storage/blob-store.js";
 import { storeOperationDuration, storeOperationErrors } from "./metrics.js";
-import { endSpan, tracer, tracingEnabled } from "./tracing.js";
+import { inSpan, tracingApi } from "./tracing.js";
 
 /**
  * Decorators that time every call into a store and count its failures, labelled by the interface's
@@ -37,17 +36,15 @@ function instrument<T extends object>(store: T, kind: "blob" | "metadata"): T {
 async function timed(kind: string, operation: string, call: () => unknown): Promise<unknown> {
   const labels = { store: kind, operation };
   const stop = storeOperationDuration.startTimer(labels);
-  const span = tracingEnabled() ? tracer.startSpan(`${kind}.${operation}`) : undefined;
+  const api = tracingApi();
   try {
-    const result = span ? await context.with(trace.setSpan(context.active(), span), call) : await call();
+    const result = api ? await inSpan(api, `${kind}.${operation}`, {}, async () => call()) : await call();
     stop();
-    if (span) endSpan(span);
     return result;
   } catch (error) {
     stop();
     // An absent blob is an answer, not a store failure.
     if (!(error instanceof BlobNotFoundError)) storeOperationErrors.inc(labels);
-    if (span) endSpan(span, error);
     throw error;
   }
 }
