@@ -58,7 +58,7 @@ export class WebhookReceiver {
   }
 
   /** Waits until `check` holds for what has been received, or fails after `timeoutMs`. */
-  async waitFor<T>(check: (requests: ReceivedRequest[]) => T | undefined, timeoutMs = 15_000): Promise<T> {
+  async waitFor<T>(check: (requests: ReceivedRequest[]) => T | undefined, timeoutMs = 30_000): Promise<T> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const result = check(this.requests);

@@ -224,7 +224,7 @@ describe("webhooks: bounded backlog", () => {
         const text = await (await fetch(`${registry.url}/metrics`)).text();
         return Number(/^berth_events_dropped_total\{endpoint="bounded"\} (\d+)$/m.exec(text)?.[1] ?? 0);
       };
-      const deadline = Date.now() + 15_000;
+      const deadline = Date.now() + 30_000;
       while ((await dropped()) < 4 && Date.now() < deadline) await sleep(50);
       assert.equal(await dropped(), 4, "six push events, two kept");
       receiver.answer = "accept";
