@@ -4,12 +4,17 @@ import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { Authenticator } from "./auth/authenticator.js";
 import { type BerthConfig, parseListen } from "./config/config.js";
+import { Notifier } from "./events/notifier.js";
 import { type BuildAppOptions, buildApp } from "./http/app.js";
 import { tlsServerFactory } from "./http/tls-server.js";
 import { createLogger } from "./logger.js";
 import type { MetadataStore } from "./metadata/metadata-store.js";
 import { PostgresMetadataStore } from "./metadata/postgres/postgres-metadata-store.js";
 import { SqliteMetadataStore } from "./metadata/sqlite/sqlite-metadata-store.js";
+import { startMetricsServer } from "./observability/http-instrumentation.js";
+import { instrumentBlobStore, instrumentMetadataStore } from "./observability/instrumented-stores.js";
+import { watchUploadSessions } from "./observability/metrics.js";
+import { startTracing, stopTracing } from "./observability/tracing.js";
 import { Registry } from "./registry/registry.js";
 import { applyRetention } from "./registry/retention.js";
 import type { BlobStore } from "./storage/blob-store.js";
@@ -22,6 +27,8 @@ export interface RunningBerth {
   app: FastifyInstance;
   registry: Registry;
   logger: Logger;
+  /** observe: host:port of the separate metrics listener, when `metrics.listen` is set. */
+  metricsAddress?: string;
   /** Stops accepting connections, lets requests in flight finish, then closes the stores. */
   close(): Promise<void>;
 }
@@ -30,12 +37,15 @@ export interface RunningBerth {
 const uploadSweepIntervalMs = 10 * 60 * 1000;
 
 /** Opens the stores the config names and returns a Registry; the CLI's maintenance commands use it too. */
-export async function openRegistry(config: BerthConfig): Promise<Registry> {
+export async function openRegistry(config: BerthConfig, logger?: Logger): Promise<Registry> {
   const dataDir = resolve(config.dataDir);
   await mkdir(dataDir, { recursive: true });
-  const blobStore = await openBlobStore(config, dataDir);
-  const metadata = await openMetadataStore(config, dataDir);
-  return new Registry({ blobStore, metadata, config });
+  // observe: every store call is timed and counted; webhooks get a notifier only when configured.
+  const blobStore = instrumentBlobStore(await openBlobStore(config, dataDir));
+  const metadata = instrumentMetadataStore(await openMetadataStore(config, dataDir));
+  const notifier =
+    config.notifications.endpoints.length > 0 ? new Notifier(config, metadata, logger) : undefined;
+  return new Registry({ blobStore, metadata, config, ...(notifier ? { notifier } : {}) });
 }
 
 async function openBlobStore(config: BerthConfig, dataDir: string): Promise<BlobStore> {
@@ -82,7 +92,9 @@ export async function startBerth(
   if (authenticator) appOptions.authenticator = authenticator;
   const serverFactory = tlsServerFactory(config.tls);
   if (serverFactory) appOptions.serverFactory = serverFactory;
-  const registry = await openRegistry(config);
+  // observe: loaded (and sending) only when tracing is enabled.
+  await startTracing(config.tracing);
+  const registry = await openRegistry(config, logger);
   const app = buildApp(registry, config, logger, appOptions);
   const listen = parseListen(config.listen);
   if (!listen) throw new Error(`invalid listen address ${config.listen}`);
@@ -92,6 +104,22 @@ export async function startBerth(
     bound && typeof bound === "object"
       ? `${bound.family === "IPv6" ? `[${bound.address}]` : bound.address}:${bound.port}`
       : config.listen;
+  // observe: webhook delivery, the upload gauge and the separate metrics listener.
+  registry.ctx.notifier?.startDelivery(address);
+  const unwatchUploads = watchUploadSessions(() => registry.ctx.metadata.countUploadSessions());
+  const metricsListen =
+    config.metrics.enabled && config.metrics.listen ? parseListen(config.metrics.listen) : undefined;
+  const metricsServer = metricsListen
+    ? await startMetricsServer(config, registry, metricsListen.host, metricsListen.port).catch(
+        async (error: unknown) => {
+          // The metrics address is taken: fail the start as a bad main address would, leaving nothing open.
+          unwatchUploads();
+          await app.close();
+          await registry.close();
+          throw error;
+        },
+      )
+    : undefined;
 
   const sweep = setInterval(() => {
     registry.uploads
@@ -142,10 +170,19 @@ export async function startBerth(
         clearInterval(idleSweep);
       }
       clearTimeout(deadline);
+      unwatchUploads();
+      metricsServer?.closeAllConnections();
+      await new Promise((done) => (metricsServer ? metricsServer.close(done) : done(undefined)));
       await registry.close();
+      await stopTracing();
     })();
     return closing;
   };
   logger.info({ address, dataDir: resolve(config.dataDir) }, "berth is listening");
-  return { address, app, registry, logger, close };
+  const metricsBound = metricsServer?.address();
+  const metricsAddress =
+    metricsBound && typeof metricsBound === "object"
+      ? `${metricsBound.address}:${metricsBound.port}`
+      : undefined;
+  return { address, app, registry, logger, close, ...(metricsAddress ? { metricsAddress } : {}) };
 }

@@ -170,6 +170,82 @@ export const configSchema = z.strictObject({
     .prefault({}),
   /** Retention, immutable tags and quotas per repository pattern; first matching rule wins. */
   policies: policiesConfigSchema,
+  // observe: metrics, tracing and notifications.
+  metrics: z
+    .strictObject({
+      /** Serves Prometheus metrics at `path`. */
+      enabled: z.boolean().default(true),
+      path: z
+        .string()
+        .regex(/^\/[A-Za-z0-9._/-]*$/, "must be an absolute path")
+        .refine(
+          (path) =>
+            path !== "/v2" && !path.startsWith("/v2/") && !["/healthz", "/readyz", "/token"].includes(path),
+          "must not be under /v2 nor another endpoint's path",
+        )
+        .default("/metrics"),
+      /** A separate address (like Distribution's debug server) that serves only metrics and health. */
+      listen: listenAddress.optional(),
+      /** When set, scrapes must send `Authorization: Bearer <token>`. */
+      bearerToken: z.string().min(16).optional(),
+    })
+    .prefault({}),
+  tracing: z
+    .strictObject({
+      /** OpenTelemetry spans for requests and store calls; nothing is loaded or sent when false. */
+      enabled: z.boolean().default(false),
+      /** OTLP/HTTP traces endpoint; the exporter's own default (OTEL_EXPORTER_OTLP_*) when unset. */
+      endpoint: z.url({ protocol: /^https?$/ }).optional(),
+      serviceName: z.string().min(1).default("berth"),
+      /** Fraction of requests traced. */
+      sampleRatio: z.number().min(0).max(1).default(1),
+    })
+    .prefault({}),
+  notifications: z
+    .strictObject({
+      endpoints: z
+        .array(
+          z.strictObject({
+            name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "letters, digits, '.', '_' or '-'"),
+            url: z.url({ protocol: /^https?$/ }),
+            /** Extra request headers, e.g. Authorization. */
+            headers: z.record(z.string(), z.string()).default({}),
+            /** Actions this endpoint receives. */
+            events: z
+              .array(z.enum(["push", "pull", "delete"]))
+              .min(1)
+              .default(["push", "delete"]),
+            /** Repository globs (`*` within a path segment, `**` across); every repository when empty. */
+            repositories: z.array(z.string().min(1)).default([]),
+            /** distribution: Distribution's `{"events":[...]}` envelope; cloudevents: one structured CloudEvent per request. */
+            format: z.enum(["distribution", "cloudevents"]).default("distribution"),
+            timeoutSeconds: positiveInt.default(5),
+            /** Events per request (distribution format). */
+            batchSize: positiveInt.max(1000).default(50),
+            /** Retry delays double from `initial` up to `max`. */
+            backoff: z
+              .strictObject({
+                initialSeconds: z.number().positive().default(1),
+                maxSeconds: z.number().positive().default(300),
+              })
+              .prefault({}),
+            /** Undelivered events kept; past it the oldest are dropped (and counted). */
+            maxBacklog: positiveInt.default(100_000),
+          }),
+        )
+        .default([])
+        .superRefine((endpoints, ctx) => {
+          const names = new Set<string>();
+          for (const [index, endpoint] of endpoints.entries()) {
+            if (names.has(endpoint.name))
+              ctx.addIssue({ code: "custom", path: [index, "name"], message: "duplicate endpoint name" });
+            names.add(endpoint.name);
+          }
+        }),
+      /** How often idle delivery workers look for new events written by other instances. */
+      pollIntervalSeconds: z.number().positive().default(1),
+    })
+    .prefault({}),
 });
 
 export type BerthConfig = z.infer<typeof configSchema>;

@@ -10,6 +10,12 @@ import Fastify, {
 } from "fastify";
 import type { Authenticator } from "../auth/authenticator.js";
 import type { BerthConfig } from "../config/config.js";
+import {
+  metricsRoute,
+  observedHandler,
+  observeRequests,
+  setRequestActor,
+} from "../observability/http-instrumentation.js";
 import { RegistryError } from "../oci/errors.js";
 import { isRepositoryName, parseRepositoryName } from "../oci/repository-name.js";
 import type { Registry } from "../registry/registry.js";
@@ -96,6 +102,8 @@ export function buildApp(
   app.addHook("onRequest", async (_request, reply) => {
     reply.header("Docker-Distribution-API-Version", "registry/2.0");
   });
+  // observe: request metrics by named route.
+  observeRequests(app);
   if (config.http.minBodyBytesPerSecond > 0) {
     // A body trickled a byte at a time never trips the idle timeout yet holds a socket (and an
     // upload's lock) indefinitely: past each window, the body must have kept up a minimum average rate.
@@ -157,16 +165,19 @@ export function buildApp(
     // Pull-through caches are read-only for clients (after authorization, so 401 challenges still come first).
     if (registry.proxy?.handles(name) && isWrite(match.route, request.method))
       throw registry.proxy.readOnly(name);
+    setRequestActor(caller?.user);
     await handler({ request, reply, registry, config, name, target: match.target, query, caller });
     // Returning the reply makes Fastify wait for a streamed body instead of ending the response early.
     return reply;
   };
-  app.route({ method: methods, url: "/v2", handler: dispatch });
-  app.route({ method: methods, url: "/v2/*", handler: dispatch });
+  const observedDispatch = observedHandler(dispatch);
+  app.route({ method: methods, url: "/v2", handler: observedDispatch });
+  app.route({ method: methods, url: "/v2/*", handler: observedDispatch });
   if (authenticator?.tokens?.issues) app.get("/token", tokenRoute(authenticator));
   app.get("/healthz", healthRoutes.liveness);
   app.get("/readyz", (request, reply) => healthRoutes.readiness(registry, request, reply));
   if (config.ui.enabled) registerUi(app, registry, config, authenticator);
+  metricsRoute(app, config);
 
   app.setNotFoundHandler((_request, reply) => {
     sendError(reply, new RegistryError("NAME_UNKNOWN", "no such endpoint", { status: 404 }), config);

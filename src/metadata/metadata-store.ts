@@ -16,9 +16,15 @@ export interface MetadataStore {
   /** Links a blob the store holds into a repository; false when the registry does not know the blob. */
   linkBlob(repository: string, digest: string): Promise<boolean>;
   /** Records a published blob and links it into the repository, closing the upload session if given. */
-  recordBlob(repository: string, digest: string, size: number, uploadId?: string): Promise<void>;
-  /** Removes the blob from the repository; false when it was not there. */
-  unlinkBlob(repository: string, digest: string): Promise<boolean>;
+  recordBlob(
+    repository: string,
+    digest: string,
+    size: number,
+    uploadId?: string,
+    events?: NewOutboxEvent[],
+  ): Promise<void>;
+  /** Removes the blob from the repository; false when it was not there (and no event is written). */
+  unlinkBlob(repository: string, digest: string, events?: NewOutboxEvent[]): Promise<boolean>;
 
   /**
    * Records a new session unless `limit` sessions are open already; false then. The count and the
@@ -48,10 +54,11 @@ export interface MetadataStore {
     repository: string,
     manifest: NewManifest,
     tag: string | undefined,
+    events?: NewOutboxEvent[],
   ): Promise<MissingReference[]>;
   /** Deletes a manifest and every tag pointing at it; false when absent. */
-  deleteManifest(repository: string, digest: string): Promise<boolean>;
-  deleteTag(repository: string, tag: string): Promise<boolean>;
+  deleteManifest(repository: string, digest: string, events?: NewOutboxEvent[]): Promise<boolean>;
+  deleteTag(repository: string, tag: string, events?: NewOutboxEvent[]): Promise<boolean>;
 
   repositoryExists(repository: string): Promise<boolean>;
   /** Tags in lexical order after `last`; undefined when the repository is unknown. */
@@ -96,6 +103,7 @@ export interface MetadataStore {
     size: number,
     uploadId: string | undefined,
     limits: WriteLimits,
+    events?: NewOutboxEvent[],
   ): Promise<void>;
   linkBlobWithin(repository: string, digest: string, limits: WriteLimits): Promise<boolean>;
   /** putManifest under limits: throws LimitViolationError (nothing written) when the write breaks one. */
@@ -104,6 +112,7 @@ export interface MetadataStore {
     manifest: NewManifest,
     tag: string | undefined,
     limits: WriteLimits,
+    events?: NewOutboxEvent[],
   ): Promise<MissingReference[]>;
   /**
    * deleteManifest, unless a tag pointing at the manifest matches `isProtectedTag`: then throws
@@ -113,6 +122,7 @@ export interface MetadataStore {
     repository: string,
     digest: string,
     isProtectedTag: (tag: string) => boolean,
+    events?: NewOutboxEvent[],
   ): Promise<boolean>;
   repositoryUsage(repository: string): Promise<RepositoryUsage>;
   /** Every tag of the repository, in no particular order; undefined when the repository is unknown. */
@@ -121,7 +131,43 @@ export interface MetadataStore {
    * Deletes the tag only while it still points at `digest` and was last pushed at `updatedAt`, so retention
    * never removes a tag pushed again after it looked. False when absent or changed.
    */
-  deleteTagIfUnchanged(repository: string, tag: string, digest: string, updatedAt: number): Promise<boolean>;
+  deleteTagIfUnchanged(
+    repository: string,
+    tag: string,
+    digest: string,
+    updatedAt: number,
+    events?: NewOutboxEvent[],
+  ): Promise<boolean>;
+  // observe: the notification outbox. The write methods above take `events` to append in the same
+  // transaction as their change (written only when the change happens); these deliver them.
+  /** Appends events outside any other change (pulls, garbage collection). */
+  appendEvents(events: NewOutboxEvent[]): Promise<void>;
+  /**
+   * Leases up to `limit` events of the endpoint that are due (`availableAt <= now`), oldest first: they
+   * become due again at `now + leaseMs` unless acknowledged or rescheduled, so a worker that dies loses
+   * nothing. Concurrent claimers (other instances) never receive the same event while its lease runs.
+   */
+  claimEvents(endpoint: string, limit: number, now: number, leaseMs: number): Promise<OutboxEvent[]>;
+  /** Removes delivered events. */
+  ackEvents(ids: number[]): Promise<void>;
+  /** Counts a failed attempt and makes the events due again at `availableAt`. */
+  retryEvents(ids: number[], availableAt: number): Promise<void>;
+  /** Drops the endpoint's oldest events beyond `keep`; returns how many were dropped. */
+  trimEvents(endpoint: string, keep: number): Promise<number>;
+}
+
+/** One event for one endpoint, as written to the outbox. */
+export interface NewOutboxEvent {
+  endpoint: string;
+  /** The serialized event (Distribution's event object). */
+  payload: string;
+  createdAt: number;
+}
+
+export interface OutboxEvent extends NewOutboxEvent {
+  id: number;
+  /** Failed delivery attempts so far. */
+  attempts: number;
 }
 
 export interface NewUploadSession {

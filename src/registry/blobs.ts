@@ -55,9 +55,22 @@ export class BlobService {
     return error;
   }
 
+  /** observe: a blob GET served (or redirected), for pull notifications. */
+  pulled(repository: string, digest: Digest, size: number): void {
+    this.ctx.notifier?.recordPull(
+      { repository, mediaType: "application/octet-stream", digest: digest.value, size },
+      { kind: "blobs" },
+    );
+  }
+
   async delete(repository: string, digest: Digest): Promise<void> {
     if (!this.ctx.config.deletes.enabled) throw deletesDisabled();
-    if (!(await this.ctx.metadata.unlinkBlob(repository, digest.value))) {
+    const events = this.ctx.notifier?.eventsFor(
+      "delete",
+      { repository, digest: digest.value },
+      { kind: "blobs" },
+    );
+    if (!(await this.ctx.metadata.unlinkBlob(repository, digest.value, events))) {
       throw new RegistryError("BLOB_UNKNOWN", undefined, { detail: { digest: digest.value } });
     }
   }

@@ -63,11 +63,20 @@ export class ManifestService {
       references: manifest.references,
       now: Date.now(),
     };
+    const events = this.ctx.notifier?.eventsFor("push", {
+      repository,
+      mediaType: manifest.mediaType,
+      digest: digest.value,
+      size: bytes.length,
+      ...(tag !== undefined ? { tag } : {}),
+    });
     const missing = limits
-      ? await this.ctx.metadata.putManifestWithin(repository, record, tag, limits).catch((error: unknown) => {
-          throw this.policies.refused(error, repository);
-        })
-      : await this.ctx.metadata.putManifest(repository, record, tag);
+      ? await this.ctx.metadata
+          .putManifestWithin(repository, record, tag, limits, events)
+          .catch((error: unknown) => {
+            throw this.policies.refused(error, repository);
+          })
+      : await this.ctx.metadata.putManifest(repository, record, tag, events);
     if (missing.length > 0) throw missingReferencesError(missing);
     this.cache.set(digest.value, bytes);
     return { digest, subject: manifest.subject?.value };
@@ -88,7 +97,15 @@ export class ManifestService {
 
   async get(repository: string, reference: Reference): Promise<{ record: ManifestRecord; bytes: Buffer }> {
     const record = await this.head(repository, reference);
-    return { record, bytes: await this.bytes(record.digest) };
+    const bytes = await this.bytes(record.digest);
+    this.ctx.notifier?.recordPull({
+      repository,
+      mediaType: record.mediaType,
+      digest: record.digest,
+      size: record.size,
+      ...(reference.kind === "tag" ? { tag: reference.tag } : {}),
+    });
+    return { record, bytes };
   }
 
   async bytes(digest: string): Promise<Buffer> {
@@ -109,16 +126,24 @@ export class ManifestService {
     // Immutable tags cannot be deleted, nor the manifests they point at.
     if (reference.kind === "tag") this.policies.checkTagDelete(repository, reference.tag);
     const isImmutable = this.policies.immutableTagPredicate(repository);
+    const digestEvents =
+      reference.kind === "digest"
+        ? this.ctx.notifier?.eventsFor("delete", { repository, digest: reference.digest.value })
+        : undefined;
     const deleted =
       reference.kind === "tag"
-        ? await metadata.deleteTag(repository, reference.tag)
+        ? await metadata.deleteTag(
+            repository,
+            reference.tag,
+            this.ctx.notifier?.eventsFor("delete", { repository, tag: reference.tag }),
+          )
         : isImmutable
           ? await metadata
-              .deleteManifestUnlessTagged(repository, reference.digest.value, isImmutable)
+              .deleteManifestUnlessTagged(repository, reference.digest.value, isImmutable, digestEvents)
               .catch((error: unknown) => {
                 throw this.policies.refused(error, repository, "delete");
               })
-          : await metadata.deleteManifest(repository, reference.digest.value);
+          : await metadata.deleteManifest(repository, reference.digest.value, digestEvents);
     if (!deleted)
       throw new RegistryError("MANIFEST_UNKNOWN", undefined, { detail: { reference: describe(reference) } });
   }

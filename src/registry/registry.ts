@@ -5,6 +5,8 @@ import { DiscoveryService } from "./discovery.js";
 import { ManifestService } from "./manifests.js";
 import { UploadService } from "./uploads.js";
 
+const readyTimeoutMs = 5000;
+
 /** The registry's use cases, grouped by API area; no HTTP in sight. */
 export class Registry {
   readonly blobs: BlobService;
@@ -23,12 +25,28 @@ export class Registry {
   }
 
   async ready(): Promise<void> {
-    await this.ctx.metadata.ping();
-    await this.ctx.blobStore.ping();
+    // observe: a store that hangs (an unreachable database) fails the probe instead of stalling it.
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error("stores did not answer within 5 s")), readyTimeoutMs);
+    });
+    try {
+      await Promise.race([
+        (async () => {
+          await this.ctx.metadata.ping();
+          await this.ctx.blobStore.ping();
+        })(),
+        timeout,
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async close(): Promise<void> {
     await this.proxy?.close();
+    // observe: pending pull events are written and delivery stops before the store closes.
+    await this.ctx.notifier?.close();
     await this.ctx.metadata.close();
   }
 }

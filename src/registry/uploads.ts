@@ -110,12 +110,26 @@ export class UploadService {
           const limits = this.policies.blobLimits(repository);
           if (limits)
             await this.ctx.metadata
-              .recordBlobWithin(repository, digest.value, session.receivedBytes, id, limits)
+              .recordBlobWithin(
+                repository,
+                digest.value,
+                session.receivedBytes,
+                id,
+                limits,
+                blobPushEvents(this.ctx, repository, digest.value, session.receivedBytes),
+              )
               .catch(async (refused: unknown) => {
                 await this.discard(id);
                 throw this.policies.refused(refused, repository);
               });
-          else await this.ctx.metadata.recordBlob(repository, digest.value, session.receivedBytes, id);
+          else
+            await this.ctx.metadata.recordBlob(
+              repository,
+              digest.value,
+              session.receivedBytes,
+              id,
+              blobPushEvents(this.ctx, repository, digest.value, session.receivedBytes),
+            );
           return { size: session.receivedBytes };
         }
         await this.discard(id);
@@ -290,12 +304,25 @@ export class UploadService {
       await this.policies.checkBlob(repository, digest.value, size, limits).catch(refuse);
       await this.ctx.blobStore.commitUpload(id, size, digest);
       await this.ctx.metadata
-        .recordBlobWithin(repository, digest.value, size, hasSession ? id : undefined, limits)
+        .recordBlobWithin(
+          repository,
+          digest.value,
+          size,
+          hasSession ? id : undefined,
+          limits,
+          blobPushEvents(this.ctx, repository, digest.value, size),
+        )
         .catch(refuse);
       return;
     }
     await this.ctx.blobStore.commitUpload(id, size, digest);
-    await this.ctx.metadata.recordBlob(repository, digest.value, size, hasSession ? id : undefined);
+    await this.ctx.metadata.recordBlob(
+      repository,
+      digest.value,
+      size,
+      hasSession ? id : undefined,
+      blobPushEvents(this.ctx, repository, digest.value, size),
+    );
   }
 
   /**
@@ -383,4 +410,13 @@ async function hashAll(source: AsyncIterable<Buffer>, running: RunningHash): Pro
     running.hash.update(chunk);
     running.offset += chunk.length;
   }
+}
+
+/** observe: the push event of a published blob, written with it (none when no endpoint wants pushes). */
+function blobPushEvents(ctx: RegistryContext, repository: string, digest: string, size: number) {
+  return ctx.notifier?.eventsFor(
+    "push",
+    { repository, mediaType: "application/octet-stream", digest, size },
+    { kind: "blobs" },
+  );
 }

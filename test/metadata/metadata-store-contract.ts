@@ -644,5 +644,116 @@ export function metadataStoreContract(
         await other.close();
       }
     });
+
+    // observe: the notification outbox.
+    function outboxEvent(endpoint: string, label: string, createdAt = Date.now()) {
+      return { endpoint, payload: JSON.stringify({ label }), createdAt };
+    }
+    const labels = (events: { payload: string }[]) =>
+      events.map((e) => (JSON.parse(e.payload) as { label: string }).label);
+
+    test("outbox: events are written with their change, and only when the change happens", async () => {
+      const endpoint = `ep-${randomUUID()}`;
+      const now = Date.now();
+      const repository = `outbox/${randomUUID().slice(0, 8)}`;
+      const layer = `layer-${randomUUID()}`;
+      await store.recordBlob(repository, digestOf(layer), layer.length, undefined, [
+        outboxEvent(endpoint, "blob"),
+      ]);
+      const orphan = manifest(`orphan-${randomUUID()}`, [reference("layer", `absent-${randomUUID()}`, 3)]);
+      assert.equal(
+        (await store.putManifest(repository, orphan, "x", [outboxEvent(endpoint, "refused")])).length,
+        1,
+      );
+      const image = manifest(`image-${randomUUID()}`, [reference("layer", layer, layer.length)]);
+      assert.deepEqual(
+        await store.putManifest(repository, image, "v1", [outboxEvent(endpoint, "manifest")]),
+        [],
+      );
+      assert.equal(await store.deleteTag(repository, "absent", [outboxEvent(endpoint, "no-tag")]), false);
+      assert.equal(await store.deleteTag(repository, "v1", [outboxEvent(endpoint, "tag")]), true);
+      assert.equal(
+        await store.deleteManifest(repository, digestOf("absent"), [outboxEvent(endpoint, "no-manifest")]),
+        false,
+      );
+      assert.equal(
+        await store.deleteManifest(repository, image.digest, [outboxEvent(endpoint, "deleted")]),
+        true,
+      );
+      assert.equal(
+        await store.unlinkBlob(repository, digestOf("absent"), [outboxEvent(endpoint, "no-blob")]),
+        false,
+      );
+      assert.equal(
+        await store.unlinkBlob(repository, digestOf(layer), [outboxEvent(endpoint, "unlinked")]),
+        true,
+      );
+      await store.appendEvents([outboxEvent(endpoint, "pull")]);
+      const claimed = await store.claimEvents(endpoint, 100, now + 1000, 60_000);
+      assert.deepEqual(labels(claimed), ["blob", "manifest", "tag", "deleted", "unlinked", "pull"]);
+      assert.ok(claimed.every((e) => e.endpoint === endpoint && e.attempts === 0));
+      assert.deepEqual(await store.claimEvents(`other-${endpoint}`, 100, now + 1000, 60_000), []);
+    });
+
+    test("outbox: a claim leases events; ack removes them, retry delays them and counts the attempt", async () => {
+      const endpoint = `ep-${randomUUID()}`;
+      const now = Date.now();
+      await store.appendEvents(["a", "b", "c"].map((label) => outboxEvent(endpoint, label, now)));
+      const first = await store.claimEvents(endpoint, 2, now, 10_000);
+      assert.deepEqual(labels(first), ["a", "b"]);
+      assert.deepEqual(
+        labels(await store.claimEvents(endpoint, 10, now, 10_000)),
+        ["c"],
+        "leased ones are skipped",
+      );
+      assert.deepEqual(await store.claimEvents(endpoint, 10, now + 5_000, 10_000), []);
+      // A worker that died: its lease runs out and the events are due again.
+      const again = await store.claimEvents(endpoint, 10, now + 10_001, 10_000);
+      assert.deepEqual(labels(again), ["a", "b", "c"]);
+      await store.ackEvents([again[0]?.id as number]);
+      await store.retryEvents([again[1]?.id as number, again[2]?.id as number], now + 60_000);
+      assert.deepEqual(await store.claimEvents(endpoint, 10, now + 59_999, 10_000), []);
+      const retried = await store.claimEvents(endpoint, 10, now + 60_000, 10_000);
+      assert.deepEqual(labels(retried), ["b", "c"]);
+      assert.deepEqual(
+        retried.map((e) => e.attempts),
+        [1, 1],
+      );
+      await store.ackEvents(retried.map((e) => e.id));
+      assert.deepEqual(await store.claimEvents(endpoint, 10, now + 1_000_000, 10_000), []);
+    });
+
+    test("outbox: trimming keeps the newest events of one endpoint", async () => {
+      const endpoint = `ep-${randomUUID()}`;
+      const other = `ep-${randomUUID()}`;
+      const now = Date.now();
+      await store.appendEvents(Array.from({ length: 10 }, (_, i) => outboxEvent(endpoint, `e${i}`, now)));
+      await store.appendEvents([outboxEvent(other, "kept", now)]);
+      assert.equal(await store.trimEvents(endpoint, 4), 6);
+      assert.equal(await store.trimEvents(endpoint, 4), 0);
+      assert.deepEqual(labels(await store.claimEvents(endpoint, 100, now, 1000)), ["e6", "e7", "e8", "e9"]);
+      assert.deepEqual(labels(await store.claimEvents(other, 100, now, 1000)), ["kept"]);
+    });
+
+    test("outbox: instances claiming at once never get the same event", {
+      skip: fixture.openAnother ? false : "single-process engine",
+    }, async () => {
+      const other = await (fixture.openAnother as () => Promise<MetadataStore>)();
+      try {
+        const endpoint = `ep-${randomUUID()}`;
+        const now = Date.now();
+        await store.appendEvents(Array.from({ length: 200 }, (_, i) => outboxEvent(endpoint, `e${i}`, now)));
+        const claims = await Promise.all(
+          Array.from({ length: 20 }, (_, i) =>
+            (i % 2 ? store : other).claimEvents(endpoint, 15, now, 60_000),
+          ),
+        );
+        const ids = claims.flat().map((e) => e.id);
+        assert.equal(new Set(ids).size, ids.length, "an event was claimed twice");
+        assert.equal(ids.length, 200);
+      } finally {
+        await other.close();
+      }
+    });
   });
 }

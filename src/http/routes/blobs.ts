@@ -25,6 +25,7 @@ async function getBlob({ request, reply, registry, name, target }: RouteContext)
     reply.code(416).header("Content-Range", `bytes */${size}`).header("Content-Length", "0").send();
     return;
   }
+  registry.blobs.pulled(name, digest, size);
   // With storage.s3.redirect the client fetches the bytes from the store; it resends its Range header.
   const location = await registry.blobs.redirectUrl(digest);
   if (location !== undefined) {

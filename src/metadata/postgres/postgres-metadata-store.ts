@@ -6,7 +6,9 @@ import type {
   MetadataStore,
   MissingReference,
   NewManifest,
+  NewOutboxEvent,
   NewUploadSession,
+  OutboxEvent,
   RepositorySummary,
   TagDetail,
   UploadSession,
@@ -185,7 +187,13 @@ export class PostgresMetadataStore implements MetadataStore {
     });
   }
 
-  async recordBlob(repository: string, digest: string, size: number, uploadId?: string): Promise<void> {
+  async recordBlob(
+    repository: string,
+    digest: string,
+    size: number,
+    uploadId?: string,
+    events?: NewOutboxEvent[],
+  ): Promise<void> {
     const now = Date.now();
     await this.transaction(async (client) => {
       await client.query(
@@ -199,16 +207,32 @@ export class PostgresMetadataStore implements MetadataStore {
         [id, digest, now],
       );
       if (uploadId !== undefined) await client.query("DELETE FROM upload_sessions WHERE id = $1", [uploadId]);
+      await appendEventRows(client, events);
     });
   }
 
-  async unlinkBlob(repository: string, digest: string): Promise<boolean> {
-    const result = await this.pool.query(
-      `DELETE FROM repository_blobs rb USING repositories r
-       WHERE rb.repository_id = r.id AND r.name = $1 AND rb.digest = $2`,
-      [repository, digest],
-    );
-    return (result.rowCount ?? 0) > 0;
+  async unlinkBlob(repository: string, digest: string, events?: NewOutboxEvent[]): Promise<boolean> {
+    return this.changeWithEvents(events, async (db) => {
+      const result = await db.query(
+        `DELETE FROM repository_blobs rb USING repositories r
+         WHERE rb.repository_id = r.id AND r.name = $1 AND rb.digest = $2`,
+        [repository, digest],
+      );
+      return (result.rowCount ?? 0) > 0;
+    });
+  }
+
+  // observe: a one-statement change, in a transaction with its events only when there are events.
+  private async changeWithEvents(
+    events: NewOutboxEvent[] | undefined,
+    change: (db: Queryable) => Promise<boolean>,
+  ): Promise<boolean> {
+    if (!events?.length) return change(this.pool);
+    return this.transaction(async (client) => {
+      const changed = await change(client);
+      if (changed) await appendEventRows(client, events);
+      return changed;
+    });
   }
 
   async createUploadSession(session: NewUploadSession, limit: number): Promise<boolean> {
@@ -331,6 +355,7 @@ export class PostgresMetadataStore implements MetadataStore {
     repository: string,
     manifest: NewManifest,
     tag: string | undefined,
+    events?: NewOutboxEvent[],
   ): Promise<MissingReference[]> {
     return this.transaction(async (client) => {
       const existing = await this.repositoryId(client, repository);
@@ -339,7 +364,7 @@ export class PostgresMetadataStore implements MetadataStore {
         : await this.findMissing(client, existing, manifest.references, true);
       if (missing.length > 0) return missing;
       const repositoryId = existing ?? (await this.ensureRepository(client, repository, manifest.now));
-      await this.writeManifest(client, repositoryId, manifest, tag);
+      await this.writeManifest(client, repositoryId, manifest, tag, events);
       return [];
     });
   }
@@ -350,6 +375,7 @@ export class PostgresMetadataStore implements MetadataStore {
     repositoryId: number,
     manifest: NewManifest,
     tag: string | undefined,
+    events: NewOutboxEvent[] | undefined,
   ): Promise<void> {
     await client.query(
       "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -391,9 +417,10 @@ export class PostgresMetadataStore implements MetadataStore {
         [repositoryId, tag, manifest.digest, manifest.now],
       );
     }
+    await appendEventRows(client, events);
   }
 
-  async deleteManifest(repository: string, digest: string): Promise<boolean> {
+  async deleteManifest(repository: string, digest: string, events?: NewOutboxEvent[]): Promise<boolean> {
     return this.transaction(async (client) => {
       const id = await this.repositoryId(client, repository);
       if (id === undefined) return false;
@@ -407,16 +434,57 @@ export class PostgresMetadataStore implements MetadataStore {
         "DELETE FROM manifest_references WHERE repository_id = $1 AND manifest_digest = $2",
         [id, digest],
       );
+      await appendEventRows(client, events);
       return true;
     });
   }
 
-  async deleteTag(repository: string, tag: string): Promise<boolean> {
-    const result = await this.pool.query(
-      "DELETE FROM tags t USING repositories r WHERE t.repository_id = r.id AND r.name = $1 AND t.name = $2",
-      [repository, tag],
+  async deleteTag(repository: string, tag: string, events?: NewOutboxEvent[]): Promise<boolean> {
+    return this.changeWithEvents(events, async (db) => {
+      const result = await db.query(
+        "DELETE FROM tags t USING repositories r WHERE t.repository_id = r.id AND r.name = $1 AND t.name = $2",
+        [repository, tag],
+      );
+      return (result.rowCount ?? 0) > 0;
+    });
+  }
+
+  async appendEvents(events: NewOutboxEvent[]): Promise<void> {
+    await appendEventRows(this.pool, events);
+  }
+
+  async claimEvents(endpoint: string, limit: number, now: number, leaseMs: number): Promise<OutboxEvent[]> {
+    // SKIP LOCKED: instances claiming at once each take different rows instead of queueing on the same ones.
+    const { rows } = await this.pool.query<OutboxRow>(
+      `UPDATE event_outbox SET available_at = $3 WHERE id IN (
+         SELECT id FROM event_outbox WHERE endpoint = $1 AND available_at <= $2
+         ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED)
+       RETURNING id, endpoint, payload, attempts, created_at`,
+      [endpoint, now, now + leaseMs, limit],
     );
-    return (result.rowCount ?? 0) > 0;
+    return rows.map(toOutboxEvent).sort((a, b) => a.id - b.id);
+  }
+
+  async ackEvents(ids: number[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.pool.query("DELETE FROM event_outbox WHERE id = ANY($1::bigint[])", [ids]);
+  }
+
+  async retryEvents(ids: number[], availableAt: number): Promise<void> {
+    if (ids.length === 0) return;
+    await this.pool.query(
+      "UPDATE event_outbox SET attempts = attempts + 1, available_at = $1 WHERE id = ANY($2::bigint[])",
+      [availableAt, ids],
+    );
+  }
+
+  async trimEvents(endpoint: string, keep: number): Promise<number> {
+    const result = await this.pool.query(
+      `DELETE FROM event_outbox WHERE endpoint = $1 AND id < COALESCE(
+         (SELECT id FROM event_outbox WHERE endpoint = $1 ORDER BY id DESC OFFSET $2 - 1 LIMIT 1), 0)`,
+      [endpoint, keep],
+    );
+    return result.rowCount ?? 0;
   }
 
   async repositoryExists(repository: string): Promise<boolean> {
@@ -519,7 +587,8 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async ping(): Promise<void> {
-    await this.pool.query("SELECT 1");
+    // observe: reads a real table, so a dropped or renamed schema (or lost privileges) fails the probe.
+    await this.pool.query("SELECT 1 FROM schema_migrations LIMIT 1");
   }
 
   async close(): Promise<void> {
@@ -579,6 +648,7 @@ export class PostgresMetadataStore implements MetadataStore {
     size: number,
     uploadId: string | undefined,
     limits: WriteLimits,
+    events?: NewOutboxEvent[],
   ): Promise<void> {
     const now = Date.now();
     await this.transaction(async (client) => {
@@ -594,6 +664,7 @@ export class PostgresMetadataStore implements MetadataStore {
         [id, digest, now],
       );
       if (uploadId !== undefined) await client.query("DELETE FROM upload_sessions WHERE id = $1", [uploadId]);
+      await appendEventRows(client, events);
     });
   }
 
@@ -622,6 +693,7 @@ export class PostgresMetadataStore implements MetadataStore {
     manifest: NewManifest,
     tag: string | undefined,
     limits: WriteLimits,
+    events?: NewOutboxEvent[],
   ): Promise<MissingReference[]> {
     return this.transaction(async (client) => {
       const existing = await this.lockRepository(client, repository);
@@ -644,7 +716,7 @@ export class PostgresMetadataStore implements MetadataStore {
         }
       }
       await this.checkBytes(client, id, manifest.digest, manifest.size, limits);
-      await this.writeManifest(client, id, manifest, tag);
+      await this.writeManifest(client, id, manifest, tag, events);
       return [];
     });
   }
@@ -653,6 +725,7 @@ export class PostgresMetadataStore implements MetadataStore {
     repository: string,
     digest: string,
     isProtectedTag: (tag: string) => boolean,
+    events?: NewOutboxEvent[],
   ): Promise<boolean> {
     return this.transaction(async (client) => {
       const id = await this.lockRepository(client, repository);
@@ -674,6 +747,7 @@ export class PostgresMetadataStore implements MetadataStore {
         "DELETE FROM manifest_references WHERE repository_id = $1 AND manifest_digest = $2",
         [id, digest],
       );
+      await appendEventRows(client, events);
       return true;
     });
   }
@@ -698,13 +772,22 @@ export class PostgresMetadataStore implements MetadataStore {
     tag: string,
     digest: string,
     updatedAt: number,
+    events?: NewOutboxEvent[],
   ): Promise<boolean> {
-    const result = await this.pool.query(
-      `DELETE FROM tags t USING repositories r WHERE t.repository_id = r.id AND r.name = $1 AND t.name = $2
-       AND t.manifest_digest = $3 AND t.updated_at = $4`,
-      [repository, tag, digest, updatedAt],
-    );
-    return (result.rowCount ?? 0) > 0;
+    const remove = async (db: Queryable) => {
+      const result = await db.query(
+        `DELETE FROM tags t USING repositories r WHERE t.repository_id = r.id AND r.name = $1 AND t.name = $2
+         AND t.manifest_digest = $3 AND t.updated_at = $4`,
+        [repository, tag, digest, updatedAt],
+      );
+      return (result.rowCount ?? 0) > 0;
+    };
+    if (!events?.length) return remove(this.pool);
+    return this.transaction(async (client) => {
+      const removed = await remove(client);
+      if (removed) await appendEventRows(client, events);
+      return removed;
+    });
   }
 }
 
@@ -718,6 +801,34 @@ function toManifestRecord(row: ManifestRow): ManifestRecord {
     annotations: row.annotations ? (JSON.parse(row.annotations) as Record<string, string>) : undefined,
     createdAt: Number(row.created_at),
   };
+}
+
+interface OutboxRow {
+  id: string;
+  endpoint: string;
+  payload: string;
+  attempts: number;
+  created_at: string;
+}
+
+function toOutboxEvent(row: OutboxRow): OutboxEvent {
+  return {
+    id: Number(row.id),
+    endpoint: row.endpoint,
+    payload: row.payload,
+    attempts: row.attempts,
+    createdAt: Number(row.created_at),
+  };
+}
+
+async function appendEventRows(db: Queryable, events: NewOutboxEvent[] | undefined): Promise<void> {
+  if (!events?.length) return;
+  await db.query(
+    `INSERT INTO event_outbox (endpoint, payload, attempts, available_at, created_at)
+     SELECT endpoint, payload, 0, created_at, created_at
+     FROM unnest($1::text[], $2::text[], $3::bigint[]) AS e(endpoint, payload, created_at)`,
+    [events.map((e) => e.endpoint), events.map((e) => e.payload), events.map((e) => e.createdAt)],
+  );
 }
 
 function toUploadSession(row: UploadRow): UploadSession {

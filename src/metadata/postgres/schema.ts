@@ -138,4 +138,19 @@ CREATE TRIGGER repository_usage_tag AFTER INSERT OR DELETE ON tags
   FOR EACH ROW EXECUTE FUNCTION repository_usage_tag();
 `,
   },
+  {
+    // observe: notification outbox (events written with the change they describe).
+    version: 3,
+    sql: `
+CREATE TABLE event_outbox (
+  id BIGSERIAL PRIMARY KEY,
+  endpoint TEXT COLLATE "C" NOT NULL,
+  payload TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  available_at BIGINT NOT NULL,
+  created_at BIGINT NOT NULL
+);
+CREATE INDEX event_outbox_due ON event_outbox (endpoint, available_at, id);
+`,
+  },
 ];

@@ -119,4 +119,19 @@ CREATE TRIGGER repository_usage_tag_removed AFTER DELETE ON tags BEGIN
 END;
 `,
   },
+  {
+    // observe: notification outbox (events written with the change they describe).
+    version: 3,
+    sql: `
+CREATE TABLE event_outbox (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  endpoint TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  available_at INTEGER NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX event_outbox_due ON event_outbox (endpoint, available_at, id);
+`,
+  },
 ];

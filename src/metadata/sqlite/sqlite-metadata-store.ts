@@ -6,7 +6,9 @@ import type {
   MetadataStore,
   MissingReference,
   NewManifest,
+  NewOutboxEvent,
   NewUploadSession,
+  OutboxEvent,
   RepositorySummary,
   TagDetail,
   UploadSession,
@@ -86,6 +88,13 @@ export class SqliteMetadataStore implements MetadataStore {
       recordBlob: this.db.transaction(this.recordBlobTransaction).immediate,
       putManifest: this.db.transaction(this.putManifestTransaction).immediate,
       deleteManifest: this.db.transaction(this.deleteManifestTransaction).immediate,
+      // observe: a one-statement change plus its events.
+      changeWithEvents: this.db.transaction((change: () => boolean, events: NewOutboxEvent[]) => {
+        const changed = change();
+        if (changed) this.appendEventRows(events);
+        return changed;
+      }).immediate,
+      claimEvents: this.db.transaction(this.claimEventsTransaction).immediate,
     };
   }
 
@@ -125,21 +134,30 @@ export class SqliteMetadataStore implements MetadataStore {
     size: number,
     uploadId: string | undefined,
     now: number,
+    events: NewOutboxEvent[] | undefined,
   ): void => {
     this.statements.insertBlob.run(digest, size, now);
     this.statements.linkBlob.run(this.ensureRepository(repository, now), digest, now);
     if (uploadId !== undefined) this.statements.deleteUpload.run(uploadId);
+    this.appendEventRows(events);
   };
 
-  async recordBlob(repository: string, digest: string, size: number, uploadId?: string): Promise<void> {
-    this.transactions.recordBlob(repository, digest, size, uploadId, Date.now());
+  async recordBlob(
+    repository: string,
+    digest: string,
+    size: number,
+    uploadId?: string,
+    events?: NewOutboxEvent[],
+  ): Promise<void> {
+    this.transactions.recordBlob(repository, digest, size, uploadId, Date.now(), events);
     await this.durable(undefined);
   }
 
-  async unlinkBlob(repository: string, digest: string): Promise<boolean> {
+  async unlinkBlob(repository: string, digest: string, events?: NewOutboxEvent[]): Promise<boolean> {
     const id = this.repositoryId(repository);
     if (id === undefined) return false;
-    return this.durable(this.statements.unlinkBlob.run(id, digest).changes > 0);
+    const unlink = () => this.statements.unlinkBlob.run(id, digest).changes > 0;
+    return this.durable(events?.length ? this.transactions.changeWithEvents(unlink, events) : unlink());
   }
 
   async createUploadSession(session: NewUploadSession, limit: number): Promise<boolean> {
@@ -229,6 +247,7 @@ export class SqliteMetadataStore implements MetadataStore {
     repository: string,
     manifest: NewManifest,
     tag: string | undefined,
+    events: NewOutboxEvent[] | undefined,
   ): MissingReference[] => {
     const id = this.repositoryId(repository);
     const missing = manifest.referencesFetchedOnDemand ? [] : this.findMissing(id, manifest.references);
@@ -256,6 +275,7 @@ export class SqliteMetadataStore implements MetadataStore {
       }
     }
     if (tag !== undefined) this.statements.upsertTag.run(repositoryId, tag, manifest.digest, manifest.now);
+    this.appendEventRows(events);
     return [];
   };
 
@@ -263,29 +283,80 @@ export class SqliteMetadataStore implements MetadataStore {
     repository: string,
     manifest: NewManifest,
     tag: string | undefined,
+    events?: NewOutboxEvent[],
   ): Promise<MissingReference[]> {
-    return this.durable(this.transactions.putManifest(repository, manifest, tag));
+    return this.durable(this.transactions.putManifest(repository, manifest, tag, events));
   }
 
-  async deleteManifest(repository: string, digest: string): Promise<boolean> {
+  async deleteManifest(repository: string, digest: string, events?: NewOutboxEvent[]): Promise<boolean> {
     const id = this.repositoryId(repository);
     if (id === undefined) return false;
-    return this.durable(this.transactions.deleteManifest(id, digest));
+    return this.durable(this.transactions.deleteManifest(id, digest, events));
   }
 
-  private readonly deleteManifestTransaction = (id: number, digest: string): boolean => {
+  private readonly deleteManifestTransaction = (
+    id: number,
+    digest: string,
+    events: NewOutboxEvent[] | undefined,
+  ): boolean => {
     const deleted = this.statements.deleteManifest.run(id, digest).changes > 0;
     if (deleted) {
       this.statements.deleteTagsOfManifest.run(id, digest);
       this.statements.deleteReferences.run(id, digest);
+      this.appendEventRows(events);
     }
     return deleted;
   };
 
-  async deleteTag(repository: string, tag: string): Promise<boolean> {
+  async deleteTag(repository: string, tag: string, events?: NewOutboxEvent[]): Promise<boolean> {
     const id = this.repositoryId(repository);
     if (id === undefined) return false;
-    return this.durable(this.statements.deleteTag.run(id, tag).changes > 0);
+    const remove = () => this.statements.deleteTag.run(id, tag).changes > 0;
+    return this.durable(events?.length ? this.transactions.changeWithEvents(remove, events) : remove());
+  }
+
+  // observe: notification outbox.
+  private appendEventRows(events: NewOutboxEvent[] | undefined): void {
+    for (const event of events ?? [])
+      this.statements.insertEvent.run(event.endpoint, event.payload, event.createdAt, event.createdAt);
+  }
+
+  async appendEvents(events: NewOutboxEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    this.transactions.changeWithEvents(() => true, events);
+    await this.durable(undefined);
+  }
+
+  private readonly claimEventsTransaction = (
+    endpoint: string,
+    limit: number,
+    now: number,
+    leaseMs: number,
+  ): OutboxEvent[] => {
+    const rows = this.statements.dueEvents.all(endpoint, now, limit) as OutboxRow[];
+    for (const row of rows) this.statements.leaseEvent.run(now + leaseMs, row.id);
+    return rows.map(toOutboxEvent);
+  };
+
+  async claimEvents(endpoint: string, limit: number, now: number, leaseMs: number): Promise<OutboxEvent[]> {
+    // Not waited for: a lease lost to a power cut only means the events are delivered once more.
+    return this.changed(this.transactions.claimEvents(endpoint, limit, now, leaseMs));
+  }
+
+  async ackEvents(ids: number[]): Promise<void> {
+    if (ids.length === 0) return;
+    this.statements.ackEvents.run(JSON.stringify(ids));
+    this.changed(undefined);
+  }
+
+  async retryEvents(ids: number[], availableAt: number): Promise<void> {
+    if (ids.length === 0) return;
+    this.statements.retryEvents.run(availableAt, JSON.stringify(ids));
+    this.changed(undefined);
+  }
+
+  async trimEvents(endpoint: string, keep: number): Promise<number> {
+    return this.changed(this.statements.trimEvents.run(endpoint, endpoint, keep).changes);
   }
 
   async repositoryExists(repository: string): Promise<boolean> {
@@ -359,7 +430,8 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async ping(): Promise<void> {
-    this.db.prepare("SELECT 1").get();
+    // observe: reads a real table, so a database that lost its file or schema fails the probe.
+    this.db.prepare("SELECT 1 FROM schema_migrations LIMIT 1").get();
   }
 
   /** Waits until the write just committed is on disk, then passes its result on. */
@@ -410,7 +482,7 @@ export class SqliteMetadataStore implements MetadataStore {
           now: number,
         ) => {
           this.checkBytes(this.repositoryId(repository), digest, size, limits);
-          this.recordBlobTransaction(repository, digest, size, uploadId, now);
+          this.recordBlobTransaction(repository, digest, size, uploadId, now, undefined);
         },
       ).immediate,
       linkBlob: this.db.transaction(
@@ -449,7 +521,7 @@ export class SqliteMetadataStore implements MetadataStore {
             }
           }
           this.checkBytes(id, manifest.digest, manifest.size, limits);
-          return this.putManifestTransaction(repository, manifest, tag);
+          return this.putManifestTransaction(repository, manifest, tag, undefined);
         },
       ).immediate,
       deleteManifest: this.db.transaction(
@@ -458,7 +530,7 @@ export class SqliteMetadataStore implements MetadataStore {
           const kept = tags.find((t) => isProtectedTag(t.name));
           if (kept)
             throw new LimitViolationError({ kind: "immutable-tag", tag: kept.name, currentDigest: digest });
-          return this.deleteManifestTransaction(id, digest);
+          return this.deleteManifestTransaction(id, digest, undefined);
         },
       ).immediate,
     };
@@ -489,8 +561,13 @@ export class SqliteMetadataStore implements MetadataStore {
     size: number,
     uploadId: string | undefined,
     limits: WriteLimits,
+    events?: NewOutboxEvent[],
   ): Promise<void> {
-    this.policyTransactions.recordBlob(repository, digest, size, uploadId, limits, Date.now());
+    this.withEvents(
+      events,
+      () => this.policyTransactions.recordBlob(repository, digest, size, uploadId, limits, Date.now()),
+      () => true,
+    );
     await this.durable(undefined);
   }
 
@@ -503,18 +580,32 @@ export class SqliteMetadataStore implements MetadataStore {
     manifest: NewManifest,
     tag: string | undefined,
     limits: WriteLimits,
+    events?: NewOutboxEvent[],
   ): Promise<MissingReference[]> {
-    return this.durable(this.policyTransactions.putManifest(repository, manifest, tag, limits));
+    return this.durable(
+      this.withEvents(
+        events,
+        () => this.policyTransactions.putManifest(repository, manifest, tag, limits),
+        (missing) => missing.length === 0,
+      ),
+    );
   }
 
   async deleteManifestUnlessTagged(
     repository: string,
     digest: string,
     isProtectedTag: (tag: string) => boolean,
+    events?: NewOutboxEvent[],
   ): Promise<boolean> {
     const id = this.repositoryId(repository);
     if (id === undefined) return false;
-    return this.durable(this.policyTransactions.deleteManifest(id, digest, isProtectedTag));
+    return this.durable(
+      this.withEvents(
+        events,
+        () => this.policyTransactions.deleteManifest(id, digest, isProtectedTag),
+        (deleted) => deleted,
+      ),
+    );
   }
 
   async repositoryUsage(repository: string): Promise<RepositoryUsage> {
@@ -538,10 +629,32 @@ export class SqliteMetadataStore implements MetadataStore {
     tag: string,
     digest: string,
     updatedAt: number,
+    events?: NewOutboxEvent[],
   ): Promise<boolean> {
     const id = this.repositoryId(repository);
     if (id === undefined) return false;
-    return this.durable(this.policyStatements.deleteTagIf.run(id, tag, digest, updatedAt).changes > 0);
+    return this.durable(
+      this.withEvents(
+        events,
+        () => this.policyStatements.deleteTagIf.run(id, tag, digest, updatedAt).changes > 0,
+        (deleted) => deleted,
+      ),
+    );
+  }
+
+  /** Runs a write with its events in one transaction; the events are written only when `changed` says so. */
+  private withEvents<T>(
+    events: NewOutboxEvent[] | undefined,
+    write: () => T,
+    changed: (result: T) => boolean,
+  ): T {
+    if (!events?.length) return write();
+    let result: T | undefined;
+    this.transactions.changeWithEvents(() => {
+      result = write();
+      return changed(result);
+    }, events);
+    return result as T;
   }
 }
 
@@ -651,6 +764,21 @@ function prepareStatements(db: Database.Database) {
       "DELETE FROM manifest_references WHERE repository_id = ? AND manifest_digest = ?",
     ),
     deleteTag: db.prepare("DELETE FROM tags WHERE repository_id = ? AND name = ?"),
+    insertEvent: db.prepare(
+      "INSERT INTO event_outbox (endpoint, payload, attempts, available_at, created_at) VALUES (?, ?, 0, ?, ?)",
+    ),
+    dueEvents: db.prepare(
+      "SELECT * FROM event_outbox WHERE endpoint = ? AND available_at <= ? ORDER BY id LIMIT ?",
+    ),
+    leaseEvent: db.prepare("UPDATE event_outbox SET available_at = ? WHERE id = ?"),
+    ackEvents: db.prepare("DELETE FROM event_outbox WHERE id IN (SELECT value FROM json_each(?))"),
+    retryEvents: db.prepare(
+      "UPDATE event_outbox SET attempts = attempts + 1, available_at = ? WHERE id IN (SELECT value FROM json_each(?))",
+    ),
+    trimEvents: db.prepare(
+      `DELETE FROM event_outbox WHERE endpoint = ? AND id NOT IN
+       (SELECT id FROM event_outbox WHERE endpoint = ? ORDER BY id DESC LIMIT ?)`,
+    ),
     listTags: db.prepare("SELECT name FROM tags WHERE repository_id = ? ORDER BY lower(name), name LIMIT ?"),
     listTagsAfter: db.prepare(
       `SELECT name FROM tags WHERE repository_id = ?
@@ -695,6 +823,24 @@ function toManifestRecord(row: ManifestRow): ManifestRecord {
     artifactType: row.artifact_type ?? undefined,
     subject: row.subject_digest ?? undefined,
     annotations: row.annotations ? (JSON.parse(row.annotations) as Record<string, string>) : undefined,
+    createdAt: row.created_at,
+  };
+}
+
+interface OutboxRow {
+  id: number;
+  endpoint: string;
+  payload: string;
+  attempts: number;
+  created_at: number;
+}
+
+function toOutboxEvent(row: OutboxRow): OutboxEvent {
+  return {
+    id: row.id,
+    endpoint: row.endpoint,
+    payload: row.payload,
+    attempts: row.attempts,
     createdAt: row.created_at,
   };
 }

@@ -225,6 +225,9 @@ export class FilesystemBlobStore implements BlobStore {
     const handle = await open(probe, "wx");
     await handle.close();
     await rm(probe, { force: true });
+    // observe: published blobs live elsewhere than the probe; a lost or replaced blobs directory fails too.
+    for (const dir of [this.blobsDir, this.uploadsDir])
+      if (!(await stat(dir)).isDirectory()) throw new Error(`${dir} is not a directory`);
   }
 }
 
