@@ -6,6 +6,7 @@ import { Authenticator } from "./auth/authenticator.js";
 import { type BerthConfig, parseListen } from "./config/config.js";
 import { type BuildAppOptions, buildApp } from "./http/app.js";
 import { tlsServerFactory } from "./http/tls-server.js";
+import { GarbageCollector, gcOptionsFrom } from "./gc/garbage-collector.js";
 import { createLogger } from "./logger.js";
 import type { MetadataStore } from "./metadata/metadata-store.js";
 import { PostgresMetadataStore } from "./metadata/postgres/postgres-metadata-store.js";
@@ -21,6 +22,8 @@ export interface RunningBerth {
   app: FastifyInstance;
   registry: Registry;
   logger: Logger;
+  /** gc: the scheduled garbage collector; `gc.events.onRemoved(listener)` hears every removal. */
+  gc: GarbageCollector;
   /** Stops accepting connections, lets requests in flight finish, then closes the stores. */
   close(): Promise<void>;
 }
@@ -100,10 +103,22 @@ export async function startBerth(
   }, uploadSweepIntervalMs);
   sweep.unref();
 
+  // gc: scheduled garbage collection, while pushes and pulls go on.
+  const gc = new GarbageCollector(registry.ctx.metadata, registry.ctx.blobStore, gcOptionsFrom(config), logger);
+  const gcTimer = config.gc.enabled
+    ? setInterval(() => {
+        gc.run()
+          .then((summary) => logger.info({ gc: summary }, "gc pass finished"))
+          .catch((error: unknown) => logger.error({ err: error }, "gc pass failed"));
+      }, config.gc.intervalSeconds * 1000)
+    : undefined;
+  gcTimer?.unref();
+
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
       clearInterval(sweep);
+      clearInterval(gcTimer);
       const deadline = setTimeout(
         () => app.server.closeAllConnections(),
         config.http.shutdownTimeoutSeconds * 1000,
@@ -120,10 +135,12 @@ export async function startBerth(
         clearInterval(idleSweep);
       }
       clearTimeout(deadline);
+      // gc: a pass in flight finishes before the stores close under it.
+      await gc.idle();
       await registry.close();
     })();
     return closing;
   };
   logger.info({ address, dataDir: resolve(config.dataDir) }, "berth is listening");
-  return { address, app, registry, logger, close };
+  return { address, app, registry, logger, gc, close };
 }

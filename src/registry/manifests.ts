@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { LRUCache } from "lru-cache";
+import { pinForPublish } from "../gc/publish-pin.js";
 import type { ManifestRecord, MissingReference } from "../metadata/metadata-store.js";
 import { type Digest, digestFromHex, parseDigest } from "../oci/digest.js";
 import { RegistryError } from "../oci/errors.js";
@@ -38,7 +39,9 @@ export class ManifestService {
     // transaction below checks again, against a concurrent delete).
     const missingBefore = await this.ctx.metadata.missingReferences(repository, manifest.references);
     if (missingBefore.length > 0) throw missingReferencesError(missingBefore);
-    // Content before pointers: the bytes are durable before metadata can name them.
+    // Content before pointers: the bytes are durable before metadata can name them. gc: pinned first, so
+    // garbage collection cannot delete the bytes between putBlob and putManifest.
+    await pinForPublish(this.ctx.metadata, digest.value);
     await this.ctx.blobStore.putBlob(digest, bytes);
     const missing = await this.ctx.metadata.putManifest(
       repository,

@@ -67,4 +67,19 @@ CREATE TABLE upload_sessions (
 CREATE INDEX upload_sessions_by_activity ON upload_sessions (updated_at);
 `,
   },
+  // gc: online garbage collection (lead: renumber if another area took 2).
+  {
+    version: 2,
+    sql: `
+-- A push about to publish a blob pins its digest first; GC tombstones a digest before deleting its bytes.
+CREATE TABLE gc_blob_pins (
+  digest TEXT COLLATE "C" PRIMARY KEY,
+  pinned_at BIGINT NOT NULL,
+  tombstoned_at BIGINT
+);
+CREATE INDEX gc_blob_pins_by_time ON gc_blob_pins (pinned_at);
+-- A manifest's bytes are a blob row too; GC keeps that row while any repository has the manifest.
+CREATE INDEX manifests_by_digest ON manifests (digest);
+`,
+  },
 ];
