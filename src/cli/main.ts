@@ -2,6 +2,7 @@
 import { Command, Option } from "commander";
 import { ConfigError, loadConfig } from "../config/config.js";
 import { startBerth } from "../server.js";
+import { registerMaintenanceCommands } from "./maintenance.js";
 import { registerUserCommands } from "./user.js";
 
 // fsyncs, file reads and writes all run on libuv's thread pool; its default of 4 threads would queue
@@ -56,5 +57,6 @@ program
   });
 
 registerUserCommands(program);
+registerMaintenanceCommands(program);
 
 await program.parseAsync(process.argv);

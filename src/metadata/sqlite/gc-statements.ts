@@ -224,8 +224,9 @@ function prepare(db: Database.Database) {
          AND r.child_digest = m.digest AND r.kind = 'manifest')`,
     ),
     unlinkUnreferenced: db.prepare(
-      `DELETE FROM repository_blobs WHERE repository_id = ?1 AND digest = ?2 AND linked_at < ?3
-       AND NOT EXISTS (SELECT 1 FROM manifest_references r WHERE r.repository_id = ?1 AND r.child_digest = ?2)`,
+      `DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ? AND linked_at < ?
+       AND NOT EXISTS (SELECT 1 FROM manifest_references r WHERE r.repository_id = repository_blobs.repository_id
+         AND r.child_digest = repository_blobs.digest)`,
     ),
     unreferencedBlobs: db.prepare(
       `SELECT b.digest, b.size FROM blobs b WHERE b.digest > ? AND b.created_at < ?
