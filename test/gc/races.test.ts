@@ -38,7 +38,7 @@ test(
       metadata: storage.metadata,
     });
     try {
-      const stats = await raceGcWithPushes(registry, { clients: 16, durationMs: 8000, graceMs: 1500 });
+      const stats = await raceGcWithPushes(registry, { clients: 16, durationMs: 20_000, graceMs: 5000 });
       t.diagnostic(JSON.stringify(stats));
     } finally {
       await registry.close();

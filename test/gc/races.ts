@@ -165,9 +165,9 @@ export async function raceGcWithPushes(registry: TestRegistry, options: RaceOpti
   const failed = settled.find((s) => s.status === "rejected");
   if (failed) throw failed.reason;
 
-  assert.ok(stats.gcPasses >= 3, `GC ran only ${stats.gcPasses} passes`);
+  assert.ok(stats.gcPasses >= 3, `GC ran only ${stats.gcPasses} passes: ${JSON.stringify(stats)}`);
   assert.ok(stats.removed > 0, "GC removed nothing: the race was not exercised");
-  assert.ok(stats.manifests > options.clients, `only ${stats.manifests} manifests pushed`);
+  assert.ok(stats.manifests > options.clients, `only ${stats.manifests} manifests pushed: ${JSON.stringify(stats)}`);
 
   // Every acknowledged tag not deleted by its client pulls completely.
   let pulled = 0;
