@@ -4,9 +4,9 @@ import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { Authenticator } from "./auth/authenticator.js";
 import { type BerthConfig, parseListen } from "./config/config.js";
+import { GarbageCollector, gcOptionsFrom } from "./gc/garbage-collector.js";
 import { type BuildAppOptions, buildApp } from "./http/app.js";
 import { tlsServerFactory } from "./http/tls-server.js";
-import { GarbageCollector, gcOptionsFrom } from "./gc/garbage-collector.js";
 import { createLogger } from "./logger.js";
 import type { MetadataStore } from "./metadata/metadata-store.js";
 import { PostgresMetadataStore } from "./metadata/postgres/postgres-metadata-store.js";
@@ -104,7 +104,12 @@ export async function startBerth(
   sweep.unref();
 
   // gc: scheduled garbage collection, while pushes and pulls go on.
-  const gc = new GarbageCollector(registry.ctx.metadata, registry.ctx.blobStore, gcOptionsFrom(config), logger);
+  const gc = new GarbageCollector(
+    registry.ctx.metadata,
+    registry.ctx.blobStore,
+    gcOptionsFrom(config),
+    logger,
+  );
   const gcTimer = config.gc.enabled
     ? setInterval(() => {
         gc.run()

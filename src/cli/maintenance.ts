@@ -25,9 +25,15 @@ export function registerMaintenanceCommands(program: Command): void {
       .command("gc")
       .description("collect garbage once: unreferenced manifests, links, blobs, upload leftovers")
       .option("--dry-run", "print what would be removed and how many bytes, remove nothing")
-      .option("--grace <seconds>", "only remove what has been unreferenced this long (default: gc.graceSeconds)")
+      .option(
+        "--grace <seconds>",
+        "only remove what has been unreferenced this long (default: gc.graceSeconds)",
+      )
       .option("--delete-untagged", "also delete untagged manifests (default: gc.deleteUntagged)")
-      .option("--keep-orphan-referrers", "keep manifests whose subject is gone (default: gc.deleteOrphanReferrers)"),
+      .option(
+        "--keep-orphan-referrers",
+        "keep manifests whose subject is gone (default: gc.deleteOrphanReferrers)",
+      ),
   ).action(async (options: CommonOptions & GcFlags) => {
     await run(options, async (config, out) => {
       const registry = await openRegistry(config);
@@ -65,7 +71,9 @@ export function registerMaintenanceCommands(program: Command): void {
   });
 
   common(
-    program.command("scrub").description("re-hash every blob and manifest; exit 1 when any is missing or corrupt"),
+    program
+      .command("scrub")
+      .description("re-hash every blob and manifest; exit 1 when any is missing or corrupt"),
   ).action(async (options: CommonOptions) => {
     await run(options, async (config, out) => {
       const registry = await openRegistry(config);
@@ -117,7 +125,8 @@ export function registerMaintenanceCommands(program: Command): void {
           }
           for (const digest of u.notRecorded) out.print(`unreferenced: bytes not recorded ${digest}`);
           for (const digest of u.unreferencedBlobs) out.print(`unreferenced: blob ${digest}`);
-          for (const link of u.unreferencedLinks) out.print(`unreferenced: link ${link.repository} ${link.digest}`);
+          for (const link of u.unreferencedLinks)
+            out.print(`unreferenced: link ${link.repository} ${link.digest}`);
           for (const id of u.orphanUploads) out.print(`unreferenced: upload scratch ${id}`);
         }
         out.print(
@@ -157,7 +166,8 @@ interface Output {
 
 function output(json: boolean): Output {
   const print = (line: string) => process.stdout.write(`${line}\n`);
-  if (!process.stdout.isTTY || json) return { print, line: print, progress: undefined, done: () => undefined };
+  if (!process.stdout.isTTY || json)
+    return { print, line: print, progress: undefined, done: () => undefined };
   const bars = new MultiBar(
     { format: " {phase} [{bar}] {value}/{total}", hideCursor: true, clearOnComplete: true, etaBuffer: 50 },
     Presets.shades_classic,

@@ -26,7 +26,11 @@ export interface FsckReport {
 /** Pointers listed at most; fsck is for finding that something is wrong, not for listing a million rows. */
 const listLimit = 10_000;
 
-export async function fsck(metadata: MetadataStore, blobStore: BlobStore, progress?: GcProgress): Promise<FsckReport> {
+export async function fsck(
+  metadata: MetadataStore,
+  blobStore: BlobStore,
+  progress?: GcProgress,
+): Promise<FsckReport> {
   const started = Date.now();
   const report: FsckReport = {
     problems: [...(await metadata.danglingPointers(listLimit))],
@@ -74,7 +78,8 @@ export async function fsck(metadata: MetadataStore, blobStore: BlobStore, progre
       const snapshot = await metadata.gcRepositorySnapshot(repository);
       if (!snapshot) continue;
       const plan = planRepository(snapshot, { before: now, untagged: false, orphanReferrers: false });
-      for (const link of plan.links) report.unreferenced.unreferencedLinks.push({ repository, digest: link.digest });
+      for (const link of plan.links)
+        report.unreferenced.unreferencedLinks.push({ repository, digest: link.digest });
       progress?.advance();
     }
     if (repositories.length < 1000) break;

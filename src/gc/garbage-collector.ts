@@ -80,6 +80,8 @@ export interface GcSummary {
 
 /** Rows each metadata call handles at most, so one transaction never holds the writer for long. */
 const batchSize = 200;
+/** Blob deletes in flight at once. */
+const deleteConcurrency = 8;
 
 export class GarbageCollector {
   readonly events: GcEvents;
@@ -170,26 +172,57 @@ export class GarbageCollector {
         const plan = planRepository(snapshot, rules);
         if (dryRun) {
           for (const m of plan.manifests) {
-            emit({ action: "manifest.deleted", repository, digest: m.digest, mediaType: m.mediaType, size: m.size, reason: m.reason });
+            emit({
+              action: "manifest.deleted",
+              repository,
+              digest: m.digest,
+              mediaType: m.mediaType,
+              size: m.size,
+              reason: m.reason,
+            });
             remember(wouldLose, m.digest, repository);
           }
           for (const link of plan.links) {
-            emit({ action: "blob.unlinked", repository, digest: link.digest, size: link.size, reason: "unreferenced" });
+            emit({
+              action: "blob.unlinked",
+              repository,
+              digest: link.digest,
+              size: link.size,
+              reason: "unreferenced",
+            });
             remember(wouldLose, link.digest, repository);
           }
         } else {
           const candidates = plan.manifests.map((m) => m.digest);
           for (let i = 0; i < candidates.length; i += batchSize) {
-            const deleted = await this.metadata.gcDeleteManifests(repository, candidates.slice(i, i + batchSize), rules);
+            const deleted = await this.metadata.gcDeleteManifests(
+              repository,
+              candidates.slice(i, i + batchSize),
+              rules,
+            );
             for (const m of deleted)
-              emit({ action: "manifest.deleted", repository, digest: m.digest, mediaType: m.mediaType, size: m.size, reason: m.reason });
+              emit({
+                action: "manifest.deleted",
+                repository,
+                digest: m.digest,
+                mediaType: m.mediaType,
+                size: m.size,
+                reason: m.reason,
+              });
           }
           // Planned again: the links the deleted manifests referenced are unreferenced now.
-          const links = plan.manifests.length > 0 ? await this.linksAfterDeletes(repository, rules) : plan.links;
+          const links =
+            plan.manifests.length > 0 ? await this.linksAfterDeletes(repository, rules) : plan.links;
           for (let i = 0; i < links.length; i += batchSize) {
             const digests = links.slice(i, i + batchSize).map((l) => l.digest);
             for (const link of await this.metadata.gcUnlinkBlobs(repository, digests, before))
-              emit({ action: "blob.unlinked", repository, digest: link.digest, size: link.size, reason: "unreferenced" });
+              emit({
+                action: "blob.unlinked",
+                repository,
+                digest: link.digest,
+                size: link.size,
+                reason: "unreferenced",
+              });
           }
         }
         progress?.advance();
@@ -206,9 +239,13 @@ export class GarbageCollector {
       if (unreferenced.length === 0) break;
       after = unreferenced[unreferenced.length - 1]?.digest ?? after;
       if (dryRun) {
-        for (const blob of unreferenced) emit({ action: "blob.deleted", digest: blob.digest, size: blob.size, reason: "unreferenced" });
+        for (const blob of unreferenced)
+          emit({ action: "blob.deleted", digest: blob.digest, size: blob.size, reason: "unreferenced" });
       } else {
-        for (const blob of await this.deleteBytes(unreferenced.map((b) => b.digest), before))
+        for (const blob of await this.deleteBytes(
+          unreferenced.map((b) => b.digest),
+          before,
+        ))
           emit({ action: "blob.deleted", digest: blob.digest, size: blob.size, reason: "unreferenced" });
       }
       progress?.advance(unreferenced.length);
@@ -219,7 +256,12 @@ export class GarbageCollector {
         const usage = await this.metadata.contentUsage(digest);
         if (usage.every((u) => repositories.has(u.repository))) {
           const size = await this.blobStore.statBlob(parseDigest(digest)).catch(() => undefined);
-          emit({ action: "blob.deleted", digest, ...(size !== undefined ? { size } : {}), reason: "unreferenced" });
+          emit({
+            action: "blob.deleted",
+            digest,
+            ...(size !== undefined ? { size } : {}),
+            reason: "unreferenced",
+          });
         }
       }
     }
@@ -233,11 +275,24 @@ export class GarbageCollector {
       batch = [];
       if (dryRun) {
         for (const orphan of orphans)
-          emit({ action: "blob.deleted", digest: orphan.digest, ...(orphan.size !== undefined ? { size: orphan.size } : {}), reason: "not-recorded" });
+          emit({
+            action: "blob.deleted",
+            digest: orphan.digest,
+            ...(orphan.size !== undefined ? { size: orphan.size } : {}),
+            reason: "not-recorded",
+          });
         return;
       }
-      for (const blob of await this.deleteBytes(orphans.map((o) => o.digest), before))
-        emit({ action: "blob.deleted", digest: blob.digest, ...(blob.size !== undefined ? { size: blob.size } : {}), reason: "not-recorded" });
+      for (const blob of await this.deleteBytes(
+        orphans.map((o) => o.digest),
+        before,
+      ))
+        emit({
+          action: "blob.deleted",
+          digest: blob.digest,
+          ...(blob.size !== undefined ? { size: blob.size } : {}),
+          reason: "not-recorded",
+        });
     };
     for await (const stored of this.blobStore.listBlobs()) {
       progress?.advance();
@@ -247,7 +302,12 @@ export class GarbageCollector {
     }
     if (batch.length > 0) await sweepStore();
     for (const leftover of (await this.blobStore.collectLeftovers?.(before, dryRun)) ?? [])
-      emit({ action: "leftover.deleted", digest: leftover.key, size: leftover.size, reason: "unlinked-data" });
+      emit({
+        action: "leftover.deleted",
+        digest: leftover.key,
+        size: leftover.size,
+        reason: "unlinked-data",
+      });
 
     // 4. Idle upload sessions and scratch no session owns.
     progress?.phase("uploads");
@@ -260,7 +320,13 @@ export class GarbageCollector {
           await this.metadata.deleteUploadSession(session.id);
           await this.blobStore.deleteUpload(session.id);
         }
-        emit({ action: "upload.deleted", repository: session.repository, digest: session.id, size: session.receivedBytes, reason: "idle" });
+        emit({
+          action: "upload.deleted",
+          repository: session.repository,
+          digest: session.id,
+          size: session.receivedBytes,
+          reason: "idle",
+        });
       }
       if (dryRun || idle.length < batchSize) break;
     }
@@ -278,19 +344,26 @@ export class GarbageCollector {
 
   private async linksAfterDeletes(repository: string, rules: Parameters<typeof planRepository>[1]) {
     const snapshot = await this.metadata.gcRepositorySnapshot(repository);
-    return snapshot ? planRepository(snapshot, { ...rules, untagged: false, orphanReferrers: false }).links : [];
+    return snapshot
+      ? planRepository(snapshot, { ...rules, untagged: false, orphanReferrers: false }).links
+      : [];
   }
 
   /** Tombstone, delete the bytes, clear the tombstone; returns what was deleted. */
   private async deleteBytes(digests: string[], before: number): Promise<{ digest: string; size?: number }[]> {
     const tombstoned = await this.metadata.gcTombstoneBlobs(digests, before, Date.now());
     const deleted: { digest: string; size?: number }[] = [];
-    for (const blob of tombstoned) {
-      const digest = parseDigest(blob.digest);
-      const size = blob.size ?? (await this.blobStore.statBlob(digest));
-      await this.blobStore.deleteBlob(digest);
-      deleted.push(size !== undefined ? { digest: blob.digest, size } : { digest: blob.digest });
-    }
+    // A few deletes at a time: each waits on the disk or the network, and pushes of these digests wait too.
+    let next = 0;
+    const worker = async () => {
+      for (let blob = tombstoned[next++]; blob !== undefined; blob = tombstoned[next++]) {
+        const digest = parseDigest(blob.digest);
+        const size = blob.size ?? (await this.blobStore.statBlob(digest));
+        await this.blobStore.deleteBlob(digest);
+        deleted.push(size !== undefined ? { digest: blob.digest, size } : { digest: blob.digest });
+      }
+    };
+    await Promise.all(Array.from({ length: deleteConcurrency }, worker));
     await this.metadata.gcClearTombstones(tombstoned.map((b) => b.digest));
     return deleted;
   }

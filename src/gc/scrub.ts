@@ -58,9 +58,20 @@ export async function scrub(
       }
       report.bytes += checked.size;
       if (checked.digest !== blob.digest)
-        await problem({ kind: "digest-mismatch", digest: blob.digest, expectedSize: blob.size, actualSize: checked.size, actualDigest: checked.digest });
+        await problem({
+          kind: "digest-mismatch",
+          digest: blob.digest,
+          expectedSize: blob.size,
+          actualSize: checked.size,
+          actualDigest: checked.digest,
+        });
       else if (checked.size !== blob.size)
-        await problem({ kind: "size-mismatch", digest: blob.digest, expectedSize: blob.size, actualSize: checked.size });
+        await problem({
+          kind: "size-mismatch",
+          digest: blob.digest,
+          expectedSize: blob.size,
+          actualSize: checked.size,
+        });
     }
     if (page.length < pageSize) break;
     after = page[page.length - 1]?.digest ?? after;
@@ -75,11 +86,23 @@ export async function scrub(
       progress?.advance();
       if (reported.has(manifest.digest)) continue;
       const checked = await rehash(blobStore, manifest.digest);
-      if (checked === undefined) await problem({ kind: "missing", digest: manifest.digest, expectedSize: manifest.size });
+      if (checked === undefined)
+        await problem({ kind: "missing", digest: manifest.digest, expectedSize: manifest.size });
       else if (checked.digest !== manifest.digest)
-        await problem({ kind: "digest-mismatch", digest: manifest.digest, expectedSize: manifest.size, actualSize: checked.size, actualDigest: checked.digest });
+        await problem({
+          kind: "digest-mismatch",
+          digest: manifest.digest,
+          expectedSize: manifest.size,
+          actualSize: checked.size,
+          actualDigest: checked.digest,
+        });
       else if (checked.size !== manifest.size)
-        await problem({ kind: "size-mismatch", digest: manifest.digest, expectedSize: manifest.size, actualSize: checked.size });
+        await problem({
+          kind: "size-mismatch",
+          digest: manifest.digest,
+          expectedSize: manifest.size,
+          actualSize: checked.size,
+        });
     }
     const last = page[page.length - 1];
     if (page.length < pageSize || !last) break;
@@ -90,7 +113,10 @@ export async function scrub(
 }
 
 /** The digest (same algorithm) and size of the stored bytes; undefined when the store does not have them. */
-async function rehash(blobStore: BlobStore, value: string): Promise<{ digest: string; size: number } | undefined> {
+async function rehash(
+  blobStore: BlobStore,
+  value: string,
+): Promise<{ digest: string; size: number } | undefined> {
   const digest = parseDigest(value);
   const hash = createHash(digest.algorithm);
   let size = 0;

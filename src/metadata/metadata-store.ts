@@ -88,7 +88,11 @@ export interface MetadataStore {
    * Deletes those of `candidates` that the rules still allow, and repeats while a deletion frees another
    * candidate (an untagged index, then its children). One transaction; returns what was deleted.
    */
-  gcDeleteManifests(repository: string, candidates: string[], rules: GcManifestRules): Promise<GcDeletedManifest[]>;
+  gcDeleteManifests(
+    repository: string,
+    candidates: string[],
+    rules: GcManifestRules,
+  ): Promise<GcDeletedManifest[]>;
   /** Unlinks those of `digests` no manifest of the repository references, linked before `before`. */
   gcUnlinkBlobs(repository: string, digests: string[], before: number): Promise<GcBlob[]>;
   /** Blob rows no repository links and no manifest names, created before `before`, after `after` by digest. */
@@ -100,7 +104,11 @@ export interface MetadataStore {
    * `before`, and deletes their blob rows, in one transaction. The caller deletes the bytes next, then
    * clears the tombstones. Returns the tombstoned digests with the size their row had.
    */
-  gcTombstoneBlobs(digests: string[], before: number, now: number): Promise<{ digest: string; size?: number }[]>;
+  gcTombstoneBlobs(
+    digests: string[],
+    before: number,
+    now: number,
+  ): Promise<{ digest: string; size?: number }[]>;
   gcClearTombstones(digests: string[]): Promise<void>;
   /** Tombstones set before `before`: an interrupted pass left them (a running pass clears its own in seconds). */
   gcListTombstones(before: number, limit: number): Promise<string[]>;
@@ -123,7 +131,13 @@ export interface MetadataStore {
 }
 
 export interface GcRepositorySnapshot {
-  manifests: { digest: string; mediaType: string; size: number; subject: string | undefined; createdAt: number }[];
+  manifests: {
+    digest: string;
+    mediaType: string;
+    size: number;
+    subject: string | undefined;
+    createdAt: number;
+  }[];
   /** Digests that tags point at. */
   taggedDigests: string[];
   references: { manifest: string; child: string; kind: ManifestReference["kind"] }[];

@@ -6,8 +6,16 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import type { ScrubReport } from "../../src/gc/scrub.js";
+import {
+  descriptorOf,
+  digestOf,
+  imageManifest,
+  pushBlob,
+  pushImage,
+  putManifest,
+  types,
+} from "../helpers/oci.js";
 import { startTestRegistry, type TestRegistry } from "../helpers/registry.js";
-import { descriptorOf, digestOf, imageManifest, pushBlob, pushImage, putManifest, types } from "../helpers/oci.js";
 
 const cli = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
 
@@ -24,7 +32,8 @@ function berth(args: string[]): Promise<{ code: number; stdout: string; stderr: 
 /** `berth gc`, `berth scrub` and `berth fsck` against a data directory a running berth serves. */
 describe("berth gc, scrub and fsck", () => {
   let registry: TestRegistry;
-  const blobFile = (digest: string) => join(registry.dataDir, "blobs", "sha256", digest.slice("sha256:".length));
+  const blobFile = (digest: string) =>
+    join(registry.dataDir, "blobs", "sha256", digest.slice("sha256:".length));
   const status = async (path: string) => (await fetch(`${registry.url}${path}`)).status;
 
   before(async () => {
@@ -42,7 +51,10 @@ describe("berth gc, scrub and fsck", () => {
     assert.equal(dry.code, 0, dry.stderr);
     assert.match(dry.stdout, new RegExp(`would remove manifest cli/gc ${loose.digest} .*\\(untagged\\)`));
     assert.match(dry.stdout, new RegExp(`would remove blob ${loose.layer.digest} 64 bytes`));
-    const summary = /gc would remove: (\d+) manifests, (\d+) blob links, (\d+) blobs \((?:[\d.]+ \w+ \()?(\d+) bytes\)?\)/.exec(dry.stdout);
+    const summary =
+      /gc would remove: (\d+) manifests, (\d+) blob links, (\d+) blobs \((?:[\d.]+ \w+ \()?(\d+) bytes\)?\)/.exec(
+        dry.stdout,
+      );
     assert.ok(summary, dry.stdout);
     assert.equal(summary[1], "1");
     assert.equal(summary[3], "3", "manifest bytes, config and layer");
@@ -68,7 +80,9 @@ describe("berth gc, scrub and fsck", () => {
     const configBytes = Buffer.from('{"architecture":"amd64","os":"linux"}');
     await pushBlob(registry.url, "cli/app", configBytes);
     await pushBlob(registry.url, "cli/other", configBytes);
-    const manifest = imageManifest(descriptorOf(types.ociConfig, configBytes), [descriptorOf(types.ociLayer, shared)]);
+    const manifest = imageManifest(descriptorOf(types.ociConfig, configBytes), [
+      descriptorOf(types.ociLayer, shared),
+    ]);
     assert.equal((await putManifest(registry.url, "cli/app", "v1", manifest)).status, 201);
     assert.equal((await putManifest(registry.url, "cli/other", "latest", manifest)).status, 201);
     const lost = await pushImage(registry.url, "cli/app", "v2");
@@ -78,8 +92,18 @@ describe("berth gc, scrub and fsck", () => {
 
     const found = await berth(["scrub", "-d", registry.dataDir]);
     assert.equal(found.code, 1, found.stdout + found.stderr);
-    assert.match(found.stdout, new RegExp(`digest-mismatch ${layerDigest}: bytes hash to sha256:[0-9a-f]{64}; affects cli/app \\(tags: v1\\); cli/other \\(tags: latest\\)`));
-    assert.match(found.stdout, new RegExp(`missing ${lost.config.digest}: missing from the blob store; affects cli/app \\(tags: v2\\)`));
+    assert.match(
+      found.stdout,
+      new RegExp(
+        `digest-mismatch ${layerDigest}: bytes hash to sha256:[0-9a-f]{64}; affects cli/app \\(tags: v1\\); cli/other \\(tags: latest\\)`,
+      ),
+    );
+    assert.match(
+      found.stdout,
+      new RegExp(
+        `missing ${lost.config.digest}: missing from the blob store; affects cli/app \\(tags: v2\\)`,
+      ),
+    );
     assert.match(found.stdout, /2 problems/);
 
     const json = await berth(["scrub", "--json", "-d", registry.dataDir]);
@@ -88,7 +112,14 @@ describe("berth gc, scrub and fsck", () => {
     assert.deepEqual(
       report.problems.map((p) => [p.kind, p.digest, p.affected]).sort(),
       [
-        ["digest-mismatch", layerDigest, [{ repository: "cli/app", tags: ["v1"] }, { repository: "cli/other", tags: ["latest"] }]],
+        [
+          "digest-mismatch",
+          layerDigest,
+          [
+            { repository: "cli/app", tags: ["v1"] },
+            { repository: "cli/other", tags: ["latest"] },
+          ],
+        ],
         ["missing", lost.config.digest, [{ repository: "cli/app", tags: ["v2"] }]],
       ].sort(),
     );
@@ -106,6 +137,5 @@ describe("berth gc, scrub and fsck", () => {
     assert.match(result.stdout, new RegExp(`blob-without-bytes ${image.layer.digest}`));
     assert.match(result.stdout, new RegExp(`unreferenced: bytes not recorded ${digestOf(orphan)}`));
     assert.match(result.stdout, /fsck: \d+ problems; unreferenced: 1 unrecorded blobs/);
-
   });
 });

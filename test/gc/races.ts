@@ -3,8 +3,16 @@ import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fsck } from "../../src/gc/fsck.js";
 import { planRepository } from "../../src/gc/plan.js";
+import {
+  descriptorOf,
+  digestOf,
+  imageIndex,
+  imageManifest,
+  putManifest,
+  randomHex,
+  types,
+} from "../helpers/oci.js";
 import type { TestRegistry } from "../helpers/registry.js";
-import { descriptorOf, digestOf, imageIndex, imageManifest, putManifest, randomHex, types } from "../helpers/oci.js";
 import { collectorFor } from "./collector.js";
 
 export interface RaceOptions {
@@ -31,7 +39,16 @@ export async function raceGcWithPushes(registry: TestRegistry, options: RaceOpti
   const pool = Array.from({ length: 48 }, () => randomBytes(512));
   const acknowledged = new Map<string, Acknowledged>();
   const deletedTags = new Set<string>();
-  const stats = { manifests: 0, refused: 0, unavailable: 0, gcPasses: 0, removed: 0, pulls: 0, pinWaits: 0, gcMs: 0 };
+  const stats = {
+    manifests: 0,
+    refused: 0,
+    unavailable: 0,
+    gcPasses: 0,
+    removed: 0,
+    pulls: 0,
+    pinWaits: 0,
+    gcMs: 0,
+  };
   // A spy, not a stand-in: counts how often a push met a tombstone and had to wait for GC's delete.
   const { metadata: store } = registry.server.registry.ctx;
   const pinBlob = store.pinBlob.bind(store);
@@ -76,7 +93,11 @@ export async function raceGcWithPushes(registry: TestRegistry, options: RaceOpti
       const config = Buffer.from(JSON.stringify({ architecture: "amd64", os: "linux", id: randomHex() }));
       const shared = pool[Math.floor(Math.random() * pool.length)] as Buffer;
       const fresh = randomBytes(256);
-      if (!(await pushBlob(repository, config)) || !(await pushBlob(repository, shared)) || !(await pushBlob(repository, fresh)))
+      if (
+        !(await pushBlob(repository, config)) ||
+        !(await pushBlob(repository, shared)) ||
+        !(await pushBlob(repository, fresh))
+      )
         continue;
       const manifest = imageManifest(descriptorOf(types.ociConfig, config), [
         descriptorOf(types.ociLayer, shared),
@@ -85,7 +106,8 @@ export async function raceGcWithPushes(registry: TestRegistry, options: RaceOpti
       const kind = round % 5;
       if (kind === 0) {
         // Untagged: garbage once the grace period has passed.
-        if (await pushManifest(repository, digestOf(manifest), manifest, types.ociManifest)) stats.manifests++;
+        if (await pushManifest(repository, digestOf(manifest), manifest, types.ociManifest))
+          stats.manifests++;
       } else if (kind === 1) {
         // A child by digest, then a tagged index over it.
         if (!(await pushManifest(repository, digestOf(manifest), manifest, types.ociManifest))) continue;
@@ -119,7 +141,9 @@ export async function raceGcWithPushes(registry: TestRegistry, options: RaceOpti
 
   const reader = async () => {
     while (running) {
-      const tags = [...acknowledged.entries()].filter(([key]) => key.includes(":shared-") || key.includes(":index-"));
+      const tags = [...acknowledged.entries()].filter(
+        ([key]) => key.includes(":shared-") || key.includes(":index-"),
+      );
       const entry = tags[Math.floor(Math.random() * tags.length)];
       if (!entry) {
         await sleep(10);
@@ -167,7 +191,10 @@ export async function raceGcWithPushes(registry: TestRegistry, options: RaceOpti
 
   assert.ok(stats.gcPasses >= 3, `GC ran only ${stats.gcPasses} passes: ${JSON.stringify(stats)}`);
   assert.ok(stats.removed > 0, "GC removed nothing: the race was not exercised");
-  assert.ok(stats.manifests > options.clients, `only ${stats.manifests} manifests pushed: ${JSON.stringify(stats)}`);
+  assert.ok(
+    stats.manifests > options.clients,
+    `only ${stats.manifests} manifests pushed: ${JSON.stringify(stats)}`,
+  );
 
   // Every acknowledged tag not deleted by its client pulls completely.
   let pulled = 0;
@@ -184,7 +211,12 @@ export async function raceGcWithPushes(registry: TestRegistry, options: RaceOpti
   const { metadata, blobStore } = registry.server.registry.ctx;
   const report = await fsck(metadata, blobStore);
   assert.deepEqual(report.problems, []);
-  assert.deepEqual(report.unreferenced, { notRecorded: [], unreferencedBlobs: [], unreferencedLinks: [], orphanUploads: [] });
+  assert.deepEqual(report.unreferenced, {
+    notRecorded: [],
+    unreferencedBlobs: [],
+    unreferencedLinks: [],
+    orphanUploads: [],
+  });
   const now = Date.now();
   for (const repository of await metadata.listRepositories(100, undefined)) {
     const snapshot = await metadata.gcRepositorySnapshot(repository);

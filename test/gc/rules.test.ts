@@ -3,7 +3,6 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { readdir, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { startTestRegistry, type TestRegistry } from "../helpers/registry.js";
 import {
   descriptorOf,
   digestOf,
@@ -14,6 +13,7 @@ import {
   putManifest,
   types,
 } from "../helpers/oci.js";
+import { startTestRegistry, type TestRegistry } from "../helpers/registry.js";
 import { collectorFor } from "./collector.js";
 
 /** Online garbage collection, rule by rule, on SQLite and the filesystem store. */
@@ -28,11 +28,13 @@ describe("gc rules", () => {
 
   const status = async (path: string, method = "GET") =>
     (await fetch(`${registry.url}${path}`, { method })).status;
-  const blobFile = (digest: string) => join(registry.dataDir, "blobs", "sha256", digest.slice("sha256:".length));
-  const fileExists = (path: string) => stat(path).then(
-    () => true,
-    () => false,
-  );
+  const blobFile = (digest: string) =>
+    join(registry.dataDir, "blobs", "sha256", digest.slice("sha256:".length));
+  const fileExists = (path: string) =>
+    stat(path).then(
+      () => true,
+      () => false,
+    );
 
   /** Pushes an image by digest (untagged) and returns its descriptors. */
   async function untagged(repo: string, extra: Record<string, unknown> = {}) {
@@ -68,8 +70,14 @@ describe("gc rules", () => {
       reason: "untagged",
       dryRun: false,
     });
-    assert.ok(on.events.some((e) => e.action === "blob.unlinked" && e.digest === loose.layer.digest && e.repository === repo));
-    assert.ok(on.events.some((e) => e.action === "blob.deleted" && e.digest === loose.layer.digest && e.size === 64));
+    assert.ok(
+      on.events.some(
+        (e) => e.action === "blob.unlinked" && e.digest === loose.layer.digest && e.repository === repo,
+      ),
+    );
+    assert.ok(
+      on.events.some((e) => e.action === "blob.deleted" && e.digest === loose.layer.digest && e.size === 64),
+    );
     assert.ok(summary.manifests >= 1 && summary.blobs >= 3);
   });
 
@@ -87,7 +95,10 @@ describe("gc rules", () => {
     const c = await untagged(repo);
     const looseIndex = imageIndex([c.descriptor]);
     const looseDigest = digestOf(looseIndex);
-    assert.equal((await putManifest(registry.url, repo, looseDigest, looseIndex, types.ociIndex)).status, 201);
+    assert.equal(
+      (await putManifest(registry.url, repo, looseDigest, looseIndex, types.ociIndex)).status,
+      201,
+    );
     await gc.run();
     assert.equal(await status(`/v2/${repo}/manifests/${looseDigest}`), 404);
     assert.equal(await status(`/v2/${repo}/manifests/${c.digest}`), 404);
@@ -104,20 +115,32 @@ describe("gc rules", () => {
     await pushBlob(registry.url, repo, empty);
     const signatureBytes = randomBytes(32);
     await pushBlob(registry.url, repo, signatureBytes);
-    const referrer = imageManifest(descriptorOf(types.ociEmpty, empty), [descriptorOf("application/octet-stream", signatureBytes)], {
-      artifactType: "application/vnd.example.signature",
-      subject: subject.descriptor,
-    });
+    const referrer = imageManifest(
+      descriptorOf(types.ociEmpty, empty),
+      [descriptorOf("application/octet-stream", signatureBytes)],
+      {
+        artifactType: "application/vnd.example.signature",
+        subject: subject.descriptor,
+      },
+    );
     const referrerDigest = digestOf(referrer);
     assert.equal((await putManifest(registry.url, repo, referrerDigest, referrer)).status, 201);
 
     await collectorFor(registry.server, { deleteUntagged: true }).run();
-    assert.equal(await status(`/v2/${repo}/manifests/${referrerDigest}`), 200, "subject present: kept even untagged");
+    assert.equal(
+      await status(`/v2/${repo}/manifests/${referrerDigest}`),
+      200,
+      "subject present: kept even untagged",
+    );
 
     assert.equal(await status(`/v2/${repo}/manifests/${subject.digest}`, "DELETE"), 202);
     const keep = collectorFor(registry.server, { deleteUntagged: false, deleteOrphanReferrers: false });
     await keep.run();
-    assert.equal(await status(`/v2/${repo}/manifests/${referrerDigest}`), 200, "orphan kept when configured so");
+    assert.equal(
+      await status(`/v2/${repo}/manifests/${referrerDigest}`),
+      200,
+      "orphan kept when configured so",
+    );
 
     const gc = collectorFor(registry.server, { deleteUntagged: false, deleteOrphanReferrers: true });
     await gc.run();
@@ -178,8 +201,16 @@ describe("gc rules", () => {
     assert.equal(await fileExists(scratch), false);
     assert.equal(await fileExists(fresh), true, "scratch younger than the grace period stays");
     assert.equal((await fetch(`${registry.url}${location}`)).status, 404, "idle session gone");
-    assert.ok(gc.events.some((e) => e.action === "blob.deleted" && e.digest === orphanDigest && e.reason === "not-recorded"));
-    assert.ok(gc.events.some((e) => e.action === "upload.deleted" && e.reason === "idle" && e.repository === "rules/idle"));
+    assert.ok(
+      gc.events.some(
+        (e) => e.action === "blob.deleted" && e.digest === orphanDigest && e.reason === "not-recorded",
+      ),
+    );
+    assert.ok(
+      gc.events.some(
+        (e) => e.action === "upload.deleted" && e.reason === "idle" && e.repository === "rules/idle",
+      ),
+    );
     assert.ok(gc.events.some((e) => e.action === "upload.deleted" && e.reason === "no-session"));
   });
 
@@ -193,7 +224,8 @@ describe("gc rules", () => {
     assert.ok(dry.events.every((e) => e.dryRun));
     assert.ok(dry.events.some((e) => e.action === "manifest.deleted" && e.digest === loose.digest));
     const wouldDelete = dry.events.filter((e) => e.action === "blob.deleted").map((e) => e.digest);
-    for (const digest of [loose.digest, loose.layer.digest, loose.config.digest]) assert.ok(wouldDelete.includes(digest), digest);
+    for (const digest of [loose.digest, loose.layer.digest, loose.config.digest])
+      assert.ok(wouldDelete.includes(digest), digest);
     assert.ok(summary.blobBytes >= 64 + loose.manifest.length + loose.config.size);
     assert.equal(await status(`/v2/${repo}/manifests/${loose.digest}`), 200);
     assert.equal((await readdir(join(registry.dataDir, "blobs", "sha256"))).length, before);

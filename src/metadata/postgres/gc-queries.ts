@@ -8,8 +8,6 @@ import type {
   GcRepositorySnapshot,
 } from "../metadata-store.js";
 
-type Queryable = pg.Pool | pg.PoolClient;
-
 /**
  * The advisory lock key of a repository's GC. GC takes it exclusively for each transaction that removes
  * manifests or links of the repository; every write that adds a pointer into the repository (putManifest,
@@ -55,7 +53,13 @@ export class PostgresGc {
 
   async snapshot(id: number): Promise<GcRepositorySnapshot> {
     const [manifests, tags, references, links] = await Promise.all([
-      this.pool.query<{ digest: string; media_type: string; size: string; subject_digest: string | null; created_at: string }>(
+      this.pool.query<{
+        digest: string;
+        media_type: string;
+        size: string;
+        subject_digest: string | null;
+        created_at: string;
+      }>(
         "SELECT digest, media_type, size, subject_digest, created_at FROM manifests WHERE repository_id = $1",
         [id],
       ),
@@ -87,7 +91,11 @@ export class PostgresGc {
         child: r.child_digest,
         kind: r.kind as ManifestReference["kind"],
       })),
-      links: links.rows.map((l) => ({ digest: l.digest, size: Number(l.size ?? 0), linkedAt: Number(l.linked_at) })),
+      links: links.rows.map((l) => ({
+        digest: l.digest,
+        size: Number(l.size ?? 0),
+        linkedAt: Number(l.linked_at),
+      })),
     };
   }
 
@@ -95,7 +103,11 @@ export class PostgresGc {
     await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [repositoryLockKey(this.schema, id)]);
   }
 
-  async deleteManifests(id: number, candidates: string[], rules: GcManifestRules): Promise<GcDeletedManifest[]> {
+  async deleteManifests(
+    id: number,
+    candidates: string[],
+    rules: GcManifestRules,
+  ): Promise<GcDeletedManifest[]> {
     return this.transaction(async (client) => {
       await this.lockRepository(client, id);
       const deleted: GcDeletedManifest[] = [];
@@ -118,7 +130,9 @@ export class PostgresGc {
           [id, pending, rules.before],
         );
         const round = rows.filter((row) =>
-          row.orphan ? rules.untagged || rules.orphanReferrers : row.subject_digest === null && rules.untagged,
+          row.orphan
+            ? rules.untagged || rules.orphanReferrers
+            : row.subject_digest === null && rules.untagged,
         );
         if (round.length === 0) return deleted;
         const digests = round.map((r) => r.digest);
@@ -185,7 +199,11 @@ export class PostgresGc {
    * that nothing references it, then take the pin row with the tombstone unless a push pinned it within the
    * grace period. A push that pins later waits on that row and then sees the tombstone.
    */
-  async tombstoneBlobs(digests: string[], before: number, now: number): Promise<{ digest: string; size?: number }[]> {
+  async tombstoneBlobs(
+    digests: string[],
+    before: number,
+    now: number,
+  ): Promise<{ digest: string; size?: number }[]> {
     return this.transaction(async (client) => {
       const tombstoned: { digest: string; size?: number }[] = [];
       for (const digest of [...digests].sort()) {
@@ -252,13 +270,23 @@ export class PostgresGc {
     after: { repository: string; digest: string } | undefined,
     limit: number,
   ): Promise<{ repository: string; digest: string; size: number; mediaType: string }[]> {
-    const { rows } = await this.pool.query<{ repository: string; digest: string; size: string; media_type: string }>(
+    const { rows } = await this.pool.query<{
+      repository: string;
+      digest: string;
+      size: string;
+      media_type: string;
+    }>(
       `SELECT r.name AS repository, m.digest, m.size, m.media_type FROM manifests m
        JOIN repositories r ON r.id = m.repository_id
        WHERE (r.name, m.digest) > ($1, $2) ORDER BY r.name, m.digest LIMIT $3`,
       [after?.repository ?? "", after?.digest ?? "", limit],
     );
-    return rows.map((r) => ({ repository: r.repository, digest: r.digest, size: Number(r.size), mediaType: r.media_type }));
+    return rows.map((r) => ({
+      repository: r.repository,
+      digest: r.digest,
+      size: Number(r.size),
+      mediaType: r.media_type,
+    }));
   }
 
   async usage(digest: string): Promise<{ repository: string; tags: string[] }[]> {
@@ -276,7 +304,8 @@ export class PostgresGc {
       [digest],
     );
     const byRepository = new Map<string, string[]>(repositories.rows.map((r) => [r.name, []]));
-    for (const row of tags.rows) byRepository.set(row.repository, [...(byRepository.get(row.repository) ?? []), row.tag]);
+    for (const row of tags.rows)
+      byRepository.set(row.repository, [...(byRepository.get(row.repository) ?? []), row.tag]);
     return [...byRepository].map(([repository, list]) => ({ repository, tags: list }));
   }
 

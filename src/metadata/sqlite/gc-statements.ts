@@ -26,10 +26,7 @@ export class GcStatements {
   ) => { digest: string; size?: number }[];
   readonly clearTombstones: (digests: string[]) => void;
 
-  constructor(
-    db: Database.Database,
-    deleteManifest: (id: number, digest: string) => boolean,
-  ) {
+  constructor(db: Database.Database, deleteManifest: (id: number, digest: string) => boolean) {
     const s = prepare(db);
     this.statements = s;
     this.deleteManifests = db.transaction((id: number, candidates: string[], rules: GcManifestRules) => {
@@ -40,7 +37,13 @@ export class GcStatements {
         const kept: string[] = [];
         for (const digest of pending) {
           const row = s.deletableManifest.get(id, digest, rules.before) as
-            | { digest: string; media_type: string; size: number; subject_digest: string | null; orphan: number }
+            | {
+                digest: string;
+                media_type: string;
+                size: number;
+                subject_digest: string | null;
+                orphan: number;
+              }
             | undefined;
           const allowed =
             row !== undefined &&
@@ -64,7 +67,8 @@ export class GcStatements {
       const unlinked: GcBlob[] = [];
       for (const digest of digests) {
         const size = s.blobSize.get(digest) as number | undefined;
-        if (s.unlinkUnreferenced.run(id, digest, before).changes > 0) unlinked.push({ digest, size: size ?? 0 });
+        if (s.unlinkUnreferenced.run(id, digest, before).changes > 0)
+          unlinked.push({ digest, size: size ?? 0 });
       }
       return unlinked;
     }).immediate;
@@ -117,9 +121,9 @@ export class GcStatements {
       child: r.child_digest,
       kind: r.kind as ManifestReference["kind"],
     }));
-    const links = (s.snapshotLinks.all(id) as { digest: string; size: number | null; linked_at: number }[]).map(
-      (l) => ({ digest: l.digest, size: l.size ?? 0, linkedAt: l.linked_at }),
-    );
+    const links = (
+      s.snapshotLinks.all(id) as { digest: string; size: number | null; linked_at: number }[]
+    ).map((l) => ({ digest: l.digest, size: l.size ?? 0, linkedAt: l.linked_at }));
     return { manifests, taggedDigests, references, links };
   }
 
@@ -163,7 +167,10 @@ export class GcStatements {
     const byRepository = new Map<string, Set<string>>();
     for (const row of this.statements.usageRepositories.all(digest, digest, digest) as { name: string }[])
       byRepository.set(row.name, new Set());
-    for (const row of this.statements.usageTags.all(digest, digest) as { repository: string; tag: string }[]) {
+    for (const row of this.statements.usageTags.all(digest, digest) as {
+      repository: string;
+      tag: string;
+    }[]) {
       const tags = byRepository.get(row.repository) ?? new Set<string>();
       tags.add(row.tag);
       byRepository.set(row.repository, tags);
@@ -173,7 +180,12 @@ export class GcStatements {
 
   dangling(limit: number): DanglingPointer[] {
     return (
-      this.statements.dangling.all(limit) as { kind: DanglingPointer["kind"]; repository: string; digest: string; source: string | null }[]
+      this.statements.dangling.all(limit) as {
+        kind: DanglingPointer["kind"];
+        repository: string;
+        digest: string;
+        source: string | null;
+      }[]
     ).map((r) => ({
       kind: r.kind,
       repository: r.repository,

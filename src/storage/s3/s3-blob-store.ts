@@ -440,7 +440,9 @@ export class S3BlobStore implements BlobStore {
 
   // gc: listings for garbage collection, scrub and fsck.
 
-  private async *listObjects(prefix: string): AsyncGenerator<{ key: string; size: number; modifiedAt: number }> {
+  private async *listObjects(
+    prefix: string,
+  ): AsyncGenerator<{ key: string; size: number; modifiedAt: number }> {
     let token: string | undefined;
     do {
       const page = await this.client.send(
@@ -476,7 +478,8 @@ export class S3BlobStore implements BlobStore {
       if (id !== undefined && uploadIdGrammar.test(id)) latest.set(id, Math.max(latest.get(id) ?? 0, at));
     };
     const segments = `${this.prefix}uploads/`;
-    for await (const object of this.listObjects(segments)) note(object.key.slice(segments.length).split("/")[0], object.modifiedAt);
+    for await (const object of this.listObjects(segments))
+      note(object.key.slice(segments.length).split("/")[0], object.modifiedAt);
     const data = `${this.prefix}data/`;
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
@@ -489,7 +492,8 @@ export class S3BlobStore implements BlobStore {
           UploadIdMarker: uploadIdMarker,
         }),
       );
-      for (const upload of page.Uploads ?? []) note(upload.Key?.slice(data.length), upload.Initiated?.getTime() ?? 0);
+      for (const upload of page.Uploads ?? [])
+        note(upload.Key?.slice(data.length), upload.Initiated?.getTime() ?? 0);
       if (!page.IsTruncated) break;
       keyMarker = page.NextKeyMarker;
       uploadIdMarker = page.NextUploadIdMarker;
