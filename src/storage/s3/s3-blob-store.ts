@@ -76,8 +76,16 @@ export class S3BlobStore implements BlobStore {
   private readonly bucket: string;
   private readonly prefix: string;
   private readonly redirectExpirySeconds: number | undefined;
-  /** digest -> data key and size of published links; immutable, so never stale. */
-  private readonly links = new LRUCache<string, { key: string; size: number }>({ max: 10_000 });
+  /**
+   * digest -> data key and size of published links. gc: entries expire, because garbage collection (on any
+   * instance) may delete a blob and a later push publish it under a new key. GC deletes only blobs no
+   * repository could serve for a grace period (an hour by default), longer than an entry lives, so the entry
+   * has expired by then; reads retry a stale entry fresh anyway.
+   */
+  private readonly links = new LRUCache<string, { key: string; size: number }>({
+    max: 10_000,
+    ttl: 5 * 60_000,
+  });
   /** gc: data keys seen without a link by collectLeftovers, and since when. */
   private unnamedSince = new Map<string, number>();
   /** upload id -> S3 UploadId, for uploads this instance has seen. */
