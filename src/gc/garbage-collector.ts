@@ -210,9 +210,9 @@ export class GarbageCollector {
                 reason: m.reason,
               });
           }
-          // Planned again: the links the deleted manifests referenced are unreferenced now.
-          const links =
-            plan.manifests.length > 0 ? await this.linksAfterDeletes(repository, rules) : plan.links;
+          // The plan's links already leave out what the planned deletions freed; should fewer manifests have
+          // gone, the unlink re-checks the references and keeps what one still names.
+          const links = plan.links;
           for (let i = 0; i < links.length; i += batchSize) {
             const digests = links.slice(i, i + batchSize).map((l) => l.digest);
             for (const link of await this.metadata.gcUnlinkBlobs(repository, digests, before))
@@ -340,13 +340,6 @@ export class GarbageCollector {
     if (!dryRun) await this.metadata.gcPrunePins(before);
     summary.durationMs = Date.now() - started;
     return summary;
-  }
-
-  private async linksAfterDeletes(repository: string, rules: Parameters<typeof planRepository>[1]) {
-    const snapshot = await this.metadata.gcRepositorySnapshot(repository);
-    return snapshot
-      ? planRepository(snapshot, { ...rules, untagged: false, orphanReferrers: false }).links
-      : [];
   }
 
   /** Tombstone, delete the bytes, clear the tombstone; returns what was deleted. */

@@ -231,3 +231,25 @@ describe("gc rules", () => {
     assert.equal((await readdir(join(registry.dataDir, "blobs", "sha256"))).length, before);
   });
 });
+
+describe("gc on a schedule", () => {
+  test("berth serve collects on its interval and reports each removal to subscribers", async () => {
+    const registry = await startTestRegistry({
+      gc: { intervalSeconds: 1, graceSeconds: 0, deleteUntagged: true },
+    });
+    try {
+      const heard: string[] = [];
+      registry.server.gc.events.onRemoved((event) => {
+        if (event.action === "manifest.deleted" && event.digest) heard.push(event.digest);
+      });
+      const loose = await pushImage(registry.url, "scheduled/app", "digest");
+      const deadline = Date.now() + 15_000;
+      while (!heard.includes(loose.digest) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 100));
+      assert.ok(heard.includes(loose.digest), "a scheduled pass removed the untagged manifest");
+      assert.equal((await fetch(`${registry.url}/v2/scheduled/app/manifests/${loose.digest}`)).status, 404);
+    } finally {
+      await registry.close();
+    }
+  });
+});
