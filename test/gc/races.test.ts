@@ -12,7 +12,7 @@ test("gc races 16 pushing clients on SQLite and the filesystem and loses nothing
     metadata: { sqlite: { synchronous: "normal" } },
   });
   try {
-    const stats = await raceGcWithPushes(registry, { clients: 16, durationMs: 8000, graceMs: 300 });
+    const stats = await raceGcWithPushes(registry, { clients: 16, durationMs: 10_000, graceMs: 1000 });
     t.diagnostic(JSON.stringify(stats));
   } finally {
     await registry.close();

@@ -234,8 +234,9 @@ describe("gc rules", () => {
 
 describe("gc on a schedule", () => {
   test("berth serve collects on its interval and reports each removal to subscribers", async () => {
+    // The grace period outlasts the push: a pass between its blobs and its manifest must not unlink them.
     const registry = await startTestRegistry({
-      gc: { intervalSeconds: 1, graceSeconds: 0, deleteUntagged: true },
+      gc: { intervalSeconds: 1, graceSeconds: 3, deleteUntagged: true },
     });
     try {
       const heard: string[] = [];
@@ -243,7 +244,7 @@ describe("gc on a schedule", () => {
         if (event.action === "manifest.deleted" && event.digest) heard.push(event.digest);
       });
       const loose = await pushImage(registry.url, "scheduled/app", "digest");
-      const deadline = Date.now() + 15_000;
+      const deadline = Date.now() + 30_000;
       while (!heard.includes(loose.digest) && Date.now() < deadline)
         await new Promise((r) => setTimeout(r, 100));
       assert.ok(heard.includes(loose.digest), "a scheduled pass removed the untagged manifest");
