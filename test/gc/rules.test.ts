@@ -3,6 +3,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { readdir, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { parseDigest } from "../../src/oci/digest.js";
 import {
   descriptorOf,
   digestOf,
@@ -212,6 +213,34 @@ describe("gc rules", () => {
       ),
     );
     assert.ok(gc.events.some((e) => e.action === "upload.deleted" && e.reason === "no-session"));
+  });
+
+  test("a push that meets GC deleting the same digest waits, then publishes the bytes afresh", async () => {
+    const { metadata, blobStore } = registry.server.registry.ctx;
+    const bytes = randomBytes(77);
+    const digest = await pushBlob(registry.url, "rules/tombstone", bytes);
+    assert.equal(await status(`/v2/rules/tombstone/blobs/${digest}`, "DELETE"), 202);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    // GC's first step, as a pass takes it: the digest tombstoned, its row gone, the bytes still there.
+    const now = Date.now();
+    assert.deepEqual(await metadata.gcTombstoneBlobs([digest], now, now), [{ digest, size: 77 }]);
+    let answered = false;
+    const push = fetch(`${registry.url}/v2/rules/tombstone/blobs/uploads/?digest=${digest}`, {
+      method: "POST",
+      body: Buffer.from(bytes),
+    }).then((response) => {
+      answered = true;
+      return response;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(answered, false, "the push waits while the tombstone stands");
+    // GC's next steps: delete the bytes, clear the tombstone.
+    await blobStore.deleteBlob(parseDigest(digest));
+    await metadata.gcClearTombstones([digest]);
+    assert.equal((await push).status, 201);
+    assert.equal(await fileExists(blobFile(digest)), true, "published afresh after GC deleted the old bytes");
+    const pulled = await fetch(`${registry.url}/v2/rules/tombstone/blobs/${digest}`);
+    assert.deepEqual(Buffer.from(await pulled.arrayBuffer()), bytes);
   });
 
   test("a dry run reports what would go and how many bytes, and removes nothing", async () => {
