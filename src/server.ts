@@ -5,6 +5,8 @@ import type { Logger } from "pino";
 import { Authenticator } from "./auth/authenticator.js";
 import { type BerthConfig, parseListen } from "./config/config.js";
 import { Notifier } from "./events/notifier.js";
+import { publishGcRemovals } from "./events/removals.js";
+import { GarbageCollector, gcOptionsFrom } from "./gc/garbage-collector.js";
 import { type BuildAppOptions, buildApp } from "./http/app.js";
 import { tlsServerFactory } from "./http/tls-server.js";
 import { createLogger } from "./logger.js";
@@ -29,6 +31,8 @@ export interface RunningBerth {
   logger: Logger;
   /** observe: host:port of the separate metrics listener, when `metrics.listen` is set. */
   metricsAddress?: string;
+  /** gc: the scheduled garbage collector; `gc.events.onRemoved(listener)` hears every removal. */
+  gc: GarbageCollector;
   /** Stops accepting connections, lets requests in flight finish, then closes the stores. */
   close(): Promise<void>;
 }
@@ -137,7 +141,11 @@ export async function startBerth(
       ? setInterval(() => {
           if (retentionRunning) return;
           retentionRunning = true;
-          applyRetention(registry.ctx.metadata, config.policies, Date.now(), { logger })
+          applyRetention(registry.ctx.metadata, config.policies, Date.now(), {
+            logger,
+            eventsFor: (repository, tag, digest) =>
+              registry.ctx.notifier?.eventsFor("delete", { repository, tag, digest }, { actor: "retention" }),
+          })
             .then(
               (removed) => removed.length > 0 && logger.info({ removed: removed.length }, "retention done"),
             )
@@ -148,12 +156,29 @@ export async function startBerth(
         }, retentionMs)
       : undefined;
   retention?.unref();
+  // gc: scheduled garbage collection, while pushes and pulls go on.
+  const gc = new GarbageCollector(
+    registry.ctx.metadata,
+    registry.ctx.blobStore,
+    gcOptionsFrom(config),
+    logger,
+  );
+  publishGcRemovals(gc.events, registry.ctx.notifier, logger);
+  const gcTimer = config.gc.enabled
+    ? setInterval(() => {
+        gc.run()
+          .then((summary) => logger.info({ gc: summary }, "gc pass finished"))
+          .catch((error: unknown) => logger.error({ err: error }, "gc pass failed"));
+      }, config.gc.intervalSeconds * 1000)
+    : undefined;
+  gcTimer?.unref();
 
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
       clearInterval(sweep);
       clearInterval(retention);
+      clearInterval(gcTimer);
       const deadline = setTimeout(
         () => app.server.closeAllConnections(),
         config.http.shutdownTimeoutSeconds * 1000,
@@ -173,6 +198,8 @@ export async function startBerth(
       unwatchUploads();
       metricsServer?.closeAllConnections();
       await new Promise((done) => (metricsServer ? metricsServer.close(done) : done(undefined)));
+      // gc: a pass in flight finishes before the stores close under it.
+      await gc.idle();
       await registry.close();
       await stopTracing();
     })();
@@ -184,5 +211,5 @@ export async function startBerth(
     metricsBound && typeof metricsBound === "object"
       ? `${metricsBound.address}:${metricsBound.port}`
       : undefined;
-  return { address, app, registry, logger, close, ...(metricsAddress ? { metricsAddress } : {}) };
+  return { address, app, registry, logger, gc, close, ...(metricsAddress ? { metricsAddress } : {}) };
 }

@@ -2,6 +2,7 @@
 import { Command, Option } from "commander";
 import { ConfigError, loadConfig } from "../config/config.js";
 import { startBerth } from "../server.js";
+import { registerMaintenanceCommands } from "./maintenance.js";
 import { registerRetentionCommand } from "./retention.js";
 import { registerUserCommands } from "./user.js";
 
@@ -58,5 +59,6 @@ program
 
 registerUserCommands(program);
 registerRetentionCommand(program);
+registerMaintenanceCommands(program);
 
 await program.parseAsync(process.argv);

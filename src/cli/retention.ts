@@ -39,6 +39,8 @@ export function registerRetentionCommand(program: Command): void {
         const removed = await applyRetention(registry.ctx.metadata, config.policies, Date.now(), {
           dryRun,
           logger,
+          eventsFor: (repository, tag, digest) =>
+            registry.ctx.notifier?.eventsFor("delete", { repository, tag, digest }, { actor: "retention" }),
         });
         process.stderr.write(
           `berth: retention ${dryRun ? "would delete" : "deleted"} ${removed.length} tag(s)\n`,

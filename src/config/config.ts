@@ -143,6 +143,28 @@ export const configSchema = z.strictObject({
       shutdownTimeoutSeconds: positiveInt.default(30),
     })
     .prefault({}),
+  /**
+   * gc: online garbage collection (src/gc/). Upload sessions idle past `limits.uploadIdleSeconds` are
+   * collected too.
+   */
+  gc: z
+    .strictObject({
+      /** Runs a pass every `intervalSeconds` inside `berth serve`; `berth gc` runs one on demand either way. */
+      enabled: z.boolean().default(true),
+      intervalSeconds: positiveInt.default(3600),
+      /**
+       * Only what has been unreferenced for longer than this is removed. It must exceed the time a client
+       * takes between pushing a blob and the manifest that references it.
+       */
+      graceSeconds: z.number().nonnegative().default(3600),
+      /** Delete manifests no tag and no index of their repository reference (referrers stay with their subject). */
+      deleteUntagged: z.boolean().default(false),
+      /** Delete untagged manifests whose `subject` is no longer in the repository. */
+      deleteOrphanReferrers: z.boolean().default(true),
+      /** Scheduled passes only log what they would remove. */
+      dryRun: z.boolean().default(false),
+    })
+    .prefault({}),
   /** Authentication and access policy; `mode: none` (the default) leaves the registry open. */
   auth: authConfigSchema,
   /** HTTPS, and optionally client certificates. */

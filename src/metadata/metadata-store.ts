@@ -154,6 +154,63 @@ export interface MetadataStore {
   retryEvents(ids: number[], availableAt: number): Promise<void>;
   /** Drops the endpoint's oldest events beyond `keep`; returns how many were dropped. */
   trimEvents(endpoint: string, keep: number): Promise<number>;
+
+  // gc: garbage collection, scrub and fsck (src/gc/). Every method that removes something re-checks,
+  // inside its own transaction, that it is still unreferenced and older than `before`; a plan made from a
+  // snapshot only narrows the candidates. See src/gc/garbage-collector.ts for the race argument.
+
+  /**
+   * Called by every push before it publishes bytes for `digest` (blob or manifest): from now on GC leaves
+   * the digest alone for a grace period. False while GC holds a tombstone on the digest (it is deleting the
+   * bytes): the caller waits and pins again, then publishes the bytes afresh.
+   */
+  pinBlob(digest: string, now: number): Promise<boolean>;
+  /** Everything one repository holds that GC plans with; undefined when the repository is unknown. */
+  gcRepositorySnapshot(repository: string): Promise<GcRepositorySnapshot | undefined>;
+  /**
+   * Deletes those of `candidates` that the rules still allow, and repeats while a deletion frees another
+   * candidate (an untagged index, then its children). One transaction; returns what was deleted.
+   */
+  gcDeleteManifests(
+    repository: string,
+    candidates: string[],
+    rules: GcManifestRules,
+  ): Promise<GcDeletedManifest[]>;
+  /** Unlinks those of `digests` no manifest of the repository references, linked before `before`. */
+  gcUnlinkBlobs(repository: string, digests: string[], before: number): Promise<GcBlob[]>;
+  /** Blob rows no repository links and no manifest names, created before `before`, after `after` by digest. */
+  gcUnreferencedBlobs(before: number, after: string, limit: number): Promise<GcBlob[]>;
+  /** Which of `digests` have a blob row. */
+  gcRecordedBlobs(digests: string[]): Promise<Set<string>>;
+  /**
+   * Tombstones those of `digests` that are still unreferenced (or have no row at all) and not pinned since
+   * `before`, and deletes their blob rows, in one transaction. The caller deletes the bytes next, then
+   * clears the tombstones. Returns the tombstoned digests with the size their row had.
+   */
+  gcTombstoneBlobs(
+    digests: string[],
+    before: number,
+    now: number,
+  ): Promise<{ digest: string; size?: number }[]>;
+  gcClearTombstones(digests: string[]): Promise<void>;
+  /** Tombstones set before `before`: an interrupted pass left them (a running pass clears its own in seconds). */
+  gcListTombstones(before: number, limit: number): Promise<string[]>;
+  /** Forgets pins older than `before`; returns how many. */
+  gcPrunePins(before: number): Promise<number>;
+  /** Blob rows in digest order after `after`, for scrub and fsck. */
+  listBlobRecords(after: string, limit: number): Promise<GcBlob[]>;
+  /** Manifests of every repository, ordered by (repository, digest) after the cursor, for scrub. */
+  listManifestRecords(
+    after: { repository: string; digest: string } | undefined,
+    limit: number,
+  ): Promise<{ repository: string; digest: string; size: number; mediaType: string }[]>;
+  /**
+   * Where content is used: repositories that link or hold `digest`, each with the tags that reach it
+   * (a tag on the manifest itself, on a manifest referencing it, or on an index over such a manifest).
+   */
+  contentUsage(digest: string): Promise<{ repository: string; tags: string[] }[]>;
+  /** Pointers whose target metadata does not have: links, manifests, tags and references, for fsck. */
+  danglingPointers(limit: number): Promise<DanglingPointer[]>;
 }
 
 /** One event for one endpoint, as written to the outbox. */
@@ -168,6 +225,49 @@ export interface OutboxEvent extends NewOutboxEvent {
   id: number;
   /** Failed delivery attempts so far. */
   attempts: number;
+}
+
+export interface GcRepositorySnapshot {
+  manifests: {
+    digest: string;
+    mediaType: string;
+    size: number;
+    subject: string | undefined;
+    createdAt: number;
+  }[];
+  /** Digests that tags point at. */
+  taggedDigests: string[];
+  references: { manifest: string; child: string; kind: ManifestReference["kind"] }[];
+  links: { digest: string; size: number; linkedAt: number }[];
+}
+
+export interface GcManifestRules {
+  /** Only manifests created before this (ms since epoch) are removed. */
+  before: number;
+  /** Untagged manifests no index of the repository references (and whose subject, if any, is gone). */
+  untagged: boolean;
+  /** Untagged manifests whose subject is not in the repository. */
+  orphanReferrers: boolean;
+}
+
+export interface GcDeletedManifest {
+  digest: string;
+  mediaType: string;
+  size: number;
+  reason: "untagged" | "orphan-referrer";
+}
+
+export interface GcBlob {
+  digest: string;
+  size: number;
+}
+
+export interface DanglingPointer {
+  kind: "link-without-blob" | "manifest-without-blob" | "tag-without-manifest" | "reference-missing";
+  repository: string;
+  digest: string;
+  /** The tag, for tag-without-manifest; the referencing manifest, for reference-missing. */
+  from?: string;
 }
 
 export interface NewUploadSession {

@@ -104,14 +104,22 @@ export const gcRemovedBytes = new Counter({
 
 export const proxyRequests = new Counter({
   name: "berth_proxy_requests_total",
-  help: "Pull-through cache lookups, by result (hit or miss)",
-  labelNames: ["result"] as const,
+  help: "Pull-through cache pulls by upstream prefix and result (hit, miss, coalesced: joined a fetch in flight, stale: served while the upstream failed)",
+  labelNames: ["upstream", "result"] as const,
   registers: [metricsRegistry],
 });
 
 export const proxyUpstreamBytes = new Counter({
   name: "berth_proxy_upstream_bytes_total",
   help: "Bytes fetched from upstream registries by the pull-through cache",
+  labelNames: ["upstream"] as const,
+  registers: [metricsRegistry],
+});
+
+export const proxyUpstreamRequests = new Counter({
+  name: "berth_proxy_upstream_requests_total",
+  help: "Requests the pull-through cache sent upstream, by kind (content, token) and failures",
+  labelNames: ["upstream", "kind"] as const,
   registers: [metricsRegistry],
 });
 
@@ -156,13 +164,29 @@ export function recordGcRun(result: {
   if (result.removedBytes !== undefined && result.removedBytes > 0) gcRemovedBytes.inc(result.removedBytes);
 }
 
-/** For the pull-through cache: content served from the local store. */
-export function recordProxyHit(): void {
-  proxyRequests.inc({ result: "hit" });
+/**
+ * For the pull-through cache: one of its counters (src/proxy/proxy-metrics.ts) moved for an upstream prefix.
+ * Prefixes come from the config, so the label stays bounded.
+ */
+export function recordProxyCounter(upstream: string, counter: string, amount: number): void {
+  const result = proxyResults[counter];
+  if (result !== undefined) proxyRequests.inc({ upstream, result }, amount);
+  else if (counter === "upstreamBytes") proxyUpstreamBytes.inc({ upstream }, amount);
+  else {
+    const kind = proxyUpstreamKinds[counter];
+    if (kind !== undefined) proxyUpstreamRequests.inc({ upstream, kind }, amount);
+  }
 }
 
-/** For the pull-through cache: content fetched from upstream (`bytes` once known). */
-export function recordProxyMiss(bytes = 0): void {
-  proxyRequests.inc({ result: "miss" });
-  if (bytes > 0) proxyUpstreamBytes.inc(bytes);
-}
+const proxyResults: Record<string, string> = {
+  hits: "hit",
+  misses: "miss",
+  coalesced: "coalesced",
+  staleServed: "stale",
+};
+
+const proxyUpstreamKinds: Record<string, string> = {
+  upstreamRequests: "content",
+  tokenFetches: "token",
+  upstreamFailures: "failure",
+};

@@ -1,3 +1,5 @@
+import { recordProxyCounter } from "../observability/metrics.js";
+
 /**
  * Counters of the pull-through cache, per upstream prefix. A plain object so tests can read it and the
  * Prometheus exporter can turn it into `berth_proxy_*_total{upstream="..."}` series.
@@ -35,6 +37,7 @@ export class ProxyMetrics {
       this.byUpstream.set(upstream, counts);
     }
     counts[counter] += amount;
+    recordProxyCounter(upstream, counter, amount);
   }
 
   /** Counts of one upstream (zeros when it saw no traffic yet). */

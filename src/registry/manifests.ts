@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { LRUCache } from "lru-cache";
+import { pinForPublish } from "../gc/publish-pin.js";
 import type { ManifestRecord, MissingReference } from "../metadata/metadata-store.js";
 import { type Digest, digestFromHex, parseDigest } from "../oci/digest.js";
 import { RegistryError } from "../oci/errors.js";
@@ -51,7 +52,9 @@ export class ManifestService {
     const tag = reference.kind === "tag" ? reference.tag : undefined;
     const limits = this.policies.manifestLimits(repository, tag);
     if (limits) await this.policies.checkManifest(repository, tag, digest.value, bytes.length, limits);
-    // Content before pointers: the bytes are durable before metadata can name them.
+    // Content before pointers: the bytes are durable before metadata can name them. gc: pinned first, so
+    // garbage collection cannot delete the bytes between putBlob and putManifest.
+    await pinForPublish(this.ctx.metadata, digest.value);
     await this.ctx.blobStore.putBlob(digest, bytes);
     const record = {
       digest: digest.value,

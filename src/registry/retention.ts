@@ -1,6 +1,6 @@
 import { type Logger, pino } from "pino";
 import type { PoliciesConfig } from "../config/policy-config.js";
-import type { MetadataStore } from "../metadata/metadata-store.js";
+import type { MetadataStore, NewOutboxEvent } from "../metadata/metadata-store.js";
 import type { TagRecord } from "../metadata/write-limits.js";
 import { compilePolicies, immutableGlob, policyFor, type RepositoryPolicy } from "./policies.js";
 
@@ -23,6 +23,8 @@ export interface RetentionOptions {
   /** Called once per removal; by default a structured log line through `logger`. */
   onRemoved?: (event: RetentionEvent) => void;
   logger?: Logger;
+  /** Outbox events for a tag deletion, written in its transaction (webhooks); none when undefined. */
+  eventsFor?: (repository: string, tag: string, digest: string) => NewOutboxEvent[] | undefined;
 }
 
 const repositoryPage = 1000;
@@ -55,7 +57,13 @@ export async function applyRetention(
       for (const { tag, reason } of tagsToRemove(policy, tags, now)) {
         if (
           !dryRun &&
-          !(await metadata.deleteTagIfUnchanged(repository, tag.name, tag.digest, tag.updatedAt))
+          !(await metadata.deleteTagIfUnchanged(
+            repository,
+            tag.name,
+            tag.digest,
+            tag.updatedAt,
+            options.eventsFor?.(repository, tag.name, tag.digest),
+          ))
         )
           continue;
         const event: RetentionEvent = {

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { pinForPublish } from "../gc/publish-pin.js";
 import type { UploadSession } from "../metadata/metadata-store.js";
 import type { Digest, DigestAlgorithm } from "../oci/digest.js";
 import { RegistryError } from "../oci/errors.js";
@@ -106,6 +107,10 @@ export class UploadService {
         // A crash between publishing the blob and recording it leaves the session without its bytes and
         // the verified blob in place (only verified content is ever published): the retried PUT completes,
         // linking the blob and closing the session in one transaction so no later crash can split them.
+        if (body === undefined && (await this.ctx.blobStore.statBlob(digest)) === session.receivedBytes) {
+          // gc: pinned, then checked again, so the bytes cannot be collected between the stat and the record.
+          await pinForPublish(this.ctx.metadata, digest.value);
+        }
         if (body === undefined && (await this.ctx.blobStore.statBlob(digest)) === session.receivedBytes) {
           const limits = this.policies.blobLimits(repository);
           if (limits)
@@ -293,6 +298,8 @@ export class UploadService {
 
   private async publish(repository: string, id: string, size: number, digest: Digest, hasSession: boolean) {
     this.hashes.forget(id);
+    // gc: content before pointers holds against garbage collection too: pinned before the bytes are published.
+    await pinForPublish(this.ctx.metadata, digest.value);
     // Byte quota: refused before the blob is published, so a refused upload stores nothing; the store
     // checks again as it records the blob (a race lost there leaves an unlinked blob for GC).
     const limits = this.policies.blobLimits(repository);

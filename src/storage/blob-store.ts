@@ -43,6 +43,33 @@ export interface BlobStore {
   redirectUrl?(digest: Digest): Promise<string | undefined>;
   /** Cheap check that the store can be read and written, for readiness probes. */
   ping(): Promise<void>;
+
+  // gc: listings for garbage collection, scrub and fsck. They walk the store, so they cost O(store).
+
+  /** Every published blob, in no particular order. */
+  listBlobs(): AsyncIterable<StoredBlob>;
+  /** Every upload scratch area; after a crash some belong to no session. */
+  listUploads(): AsyncIterable<StoredUpload>;
+  /**
+   * Store-internal leftovers that no published blob points at and that were last written before `before`
+   * (S3: data objects of a publish a crash interrupted); deleted unless `dryRun`. Stores without such
+   * internals omit it.
+   */
+  collectLeftovers?(before: number, dryRun: boolean): Promise<{ key: string; size: number }[]>;
+}
+
+export interface StoredBlob {
+  digest: Digest;
+  /** Undefined when the listing cannot tell without another request (S3 links); statBlob can. */
+  size: number | undefined;
+  /** Last write, ms since epoch. */
+  modifiedAt: number;
+}
+
+export interface StoredUpload {
+  id: string;
+  /** Last write, ms since epoch. */
+  modifiedAt: number;
 }
 
 export class BlobNotFoundError extends Error {

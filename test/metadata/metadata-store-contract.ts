@@ -626,6 +626,133 @@ export function metadataStoreContract(
       assert.ok(await store.getManifest(repository, one.digest), "the manifest stays");
     });
 
+    // gc: garbage collection, scrub and fsck.
+    test("gc: a pin and a tombstone of one digest exclude each other", async () => {
+      const now = Date.now();
+      const pinned = digestOf(`pinned-${randomUUID()}`);
+      assert.equal(await store.pinBlob(pinned, now), true);
+      assert.deepEqual(
+        await store.gcTombstoneBlobs([pinned], now - 1000, now),
+        [],
+        "pinned within the grace period",
+      );
+      const loose = digestOf(`loose-${randomUUID()}`);
+      await store.recordBlob("gc/pins", loose, 5);
+      assert.equal(await store.unlinkBlob("gc/pins", loose), true);
+      // Unreferenced but too young for this grace period, then old enough for a shorter one.
+      assert.deepEqual(await store.gcTombstoneBlobs([loose], now - 60_000, now), []);
+      const later = Date.now() + 10;
+      assert.deepEqual(await store.gcTombstoneBlobs([loose], later, later), [{ digest: loose, size: 5 }]);
+      assert.equal(await store.pinBlob(loose, later), false, "a push meets the tombstone and waits");
+      assert.equal(await store.linkBlob("gc/pins", loose), false, "a mount finds the row gone");
+      assert.deepEqual(await store.gcListTombstones(later + 1, 10), [loose]);
+      assert.deepEqual(
+        await store.gcListTombstones(later, 10),
+        [],
+        "a running pass's own tombstone is not stale",
+      );
+      await store.gcClearTombstones([loose]);
+      assert.equal(await store.pinBlob(loose, later), true, "cleared: the push publishes afresh");
+      assert.deepEqual(await store.gcRecordedBlobs([loose, pinned]), new Set());
+      // Bytes no row names (a crash between publish and record) are tombstoned once their pin is old.
+      assert.deepEqual(await store.gcTombstoneBlobs([pinned], now + 1, now + 1), [{ digest: pinned }]);
+      await store.gcClearTombstones([pinned]);
+      assert.equal((await store.gcPrunePins(later + 1)) >= 1, true);
+    });
+
+    test("gc: manifests by rule, re-checked in the deleting transaction; links; usage; dangling", async () => {
+      const repository = `gc/${randomUUID().slice(0, 8)}`;
+      const layer = `layer-${randomUUID()}`;
+      await store.recordBlob(repository, digestOf(layer), layer.length);
+      const child = manifest(`child-${randomUUID()}`, [reference("layer", layer, layer.length)]);
+      assert.deepEqual(await store.putManifest(repository, child, undefined), []);
+      const childDigest = parseDigest(child.digest);
+      const index = manifest(
+        `index-${randomUUID()}`,
+        [{ kind: "manifest", digest: childDigest, size: child.size }],
+        {
+          mediaType: "application/vnd.oci.image.index.v1+json",
+        },
+      );
+      assert.deepEqual(await store.putManifest(repository, index, "multi"), []);
+      const referrer = manifest(`ref-${randomUUID()}`, [], { subject: index.digest });
+      assert.deepEqual(await store.putManifest(repository, referrer, undefined), []);
+      const rules = { before: Date.now() + 1000, untagged: true, orphanReferrers: true };
+
+      const snapshot = await store.gcRepositorySnapshot(repository);
+      assert.equal(snapshot?.manifests.length, 3);
+      assert.deepEqual(snapshot?.taggedDigests, [index.digest]);
+      assert.equal(await store.gcRepositorySnapshot(`gc/unknown-${randomUUID()}`), undefined);
+      // Tagged index, its child, the referrer of a present subject: nothing may go.
+      assert.deepEqual(
+        await store.gcDeleteManifests(repository, [child.digest, index.digest, referrer.digest], rules),
+        [],
+      );
+      assert.deepEqual(
+        await store.gcUnlinkBlobs(repository, [digestOf(layer)], rules.before),
+        [],
+        "referenced",
+      );
+      assert.deepEqual(await store.contentUsage(digestOf(layer)), [{ repository, tags: ["multi"] }]);
+
+      // Untagged: the child is listed first, yet goes only after the index that frees it; the referrer is orphaned.
+      assert.equal(await store.deleteTag(repository, "multi"), true);
+      const deleted = await store.gcDeleteManifests(
+        repository,
+        [child.digest, referrer.digest, index.digest],
+        rules,
+      );
+      assert.deepEqual(
+        deleted.map((d) => [d.digest, d.reason]).sort(),
+        [
+          [child.digest, "untagged"],
+          [index.digest, "untagged"],
+          [referrer.digest, "orphan-referrer"],
+        ].sort(),
+      );
+      assert.equal(await store.getManifest(repository, child.digest), undefined);
+      assert.deepEqual(
+        await store.gcUnlinkBlobs(repository, [digestOf(layer)], Date.now() - 60_000),
+        [],
+        "too young",
+      );
+      assert.deepEqual(await store.gcUnlinkBlobs(repository, [digestOf(layer)], rules.before), [
+        { digest: digestOf(layer), size: layer.length },
+      ]);
+      const unreferenced = await store.gcUnreferencedBlobs(rules.before, "", 100_000);
+      for (const digest of [digestOf(layer), child.digest, index.digest])
+        assert.ok(
+          unreferenced.some((b) => b.digest === digest),
+          digest,
+        );
+
+      // Records for scrub, and nothing dangling in a consistent store.
+      const records = await store.listBlobRecords("", 100_000);
+      assert.ok(records.some((b) => b.digest === digestOf(layer)));
+      const manifests = await store.listManifestRecords(undefined, 100_000);
+      assert.ok(
+        manifests.every(
+          (m, i) =>
+            i === 0 ||
+            `${manifests[i - 1]?.repository}\0${manifests[i - 1]?.digest}` < `${m.repository}\0${m.digest}`,
+        ),
+      );
+      // Other tests leave links deleted under their manifests (a client may DELETE a referenced blob).
+      assert.deepEqual(
+        (await store.danglingPointers(1000)).filter((d) => d.repository === repository),
+        [],
+      );
+      assert.equal(await store.unlinkBlob(repository, digestOf(layer)), false, "already unlinked");
+      const dangling = manifest(`dangling-${randomUUID()}`, [reference("layer", layer, layer.length)]);
+      await store.recordBlob(repository, digestOf(layer), layer.length);
+      assert.deepEqual(await store.putManifest(repository, dangling, "d"), []);
+      await store.unlinkBlob(repository, digestOf(layer));
+      assert.deepEqual(
+        (await store.danglingPointers(1000)).filter((d) => d.repository === repository),
+        [{ kind: "reference-missing", repository, digest: digestOf(layer), from: dangling.digest }],
+      );
+    });
+
     test("another instance sees every write at once", {
       skip: fixture.openAnother ? false : "single-process engine",
     }, async () => {

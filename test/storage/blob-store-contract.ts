@@ -143,6 +143,44 @@ export function blobStoreContract(name: string, fixture: BlobStoreFixture, skip:
       await store.ping();
     });
 
+    // gc: listings for garbage collection, scrub and fsck.
+    test("gc: lists published blobs and uploads in progress", async () => {
+      const bytes = randomBytes(1000);
+      const digest = digestOf(bytes);
+      const manifestBytes = Buffer.from(`{"gc":"${randomUUID()}"}`);
+      await store.putBlob(digestOf(manifestBytes), manifestBytes);
+      const published = randomUUID();
+      await store.createUpload(published);
+      await store.writeUpload(published, 0, chunked(bytes));
+      await store.commitUpload(published, bytes.length, digest);
+      const pending = randomUUID();
+      await store.createUpload(pending);
+      await store.writeUpload(pending, 0, chunked(Buffer.from("partial")));
+      const started = Date.now() - 60_000;
+
+      const blobs = new Map<string, { size: number | undefined; modifiedAt: number }>();
+      for await (const blob of store.listBlobs()) blobs.set(blob.digest.value, blob);
+      for (const [value, size] of [
+        [digest.value, bytes.length],
+        [digestOf(manifestBytes).value, manifestBytes.length],
+      ] as const) {
+        const listed = blobs.get(value);
+        assert.ok(listed, `${value} listed`);
+        assert.ok(listed.size === undefined || listed.size === size);
+        assert.ok(listed.modifiedAt > started);
+      }
+      const uploads = new Map<string, number>();
+      for await (const upload of store.listUploads()) uploads.set(upload.id, upload.modifiedAt);
+      assert.ok((uploads.get(pending) ?? 0) > started, "upload in progress listed");
+      assert.equal(uploads.has(published), false, "a committed upload is no longer an upload");
+      await store.deleteUpload(pending);
+      await store.deleteBlob(digest);
+      for await (const blob of store.listBlobs()) assert.notEqual(blob.digest.value, digest.value);
+      for await (const upload of store.listUploads()) assert.notEqual(upload.id, pending);
+      // Nothing of a completed publish is a leftover.
+      assert.deepEqual((await store.collectLeftovers?.(Date.now() + 1000, true)) ?? [], []);
+    });
+
     test("another instance continues an upload and serves the blob", {
       skip: fixture.openAnother ? false : "storage is not shared between instances",
     }, async () => {

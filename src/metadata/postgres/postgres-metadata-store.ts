@@ -2,6 +2,11 @@ import pg from "pg";
 import type { DigestAlgorithm } from "../../oci/digest.js";
 import type { ManifestReference } from "../../oci/manifest.js";
 import type {
+  DanglingPointer,
+  GcBlob,
+  GcDeletedManifest,
+  GcManifestRules,
+  GcRepositorySnapshot,
   ManifestRecord,
   MetadataStore,
   MissingReference,
@@ -19,6 +24,7 @@ import {
   type TagRecord,
   type WriteLimits,
 } from "../write-limits.js";
+import { lockRepositoryShared, PostgresGc } from "./gc-queries.js";
 import { migrations } from "./schema.js";
 
 export interface PostgresOptions {
@@ -72,10 +78,15 @@ type Queryable = pg.Pool | pg.PoolClient;
  * in the process, so `changeToken` is undefined: another instance may change anything at any time.
  */
 export class PostgresMetadataStore implements MetadataStore {
+  /** gc: garbage collection, scrub and fsck queries. */
+  private readonly gc: PostgresGc;
+
   private constructor(
     private readonly pool: pg.Pool,
     private readonly schema: string,
-  ) {}
+  ) {
+    this.gc = new PostgresGc(pool, schema, (body) => this.transaction(body));
+  }
 
   static async open(options: PostgresOptions): Promise<PostgresMetadataStore> {
     if (!schemaGrammar.test(options.schema))
@@ -178,9 +189,11 @@ export class PostgresMetadataStore implements MetadataStore {
       if (blob.rowCount === 0) return false;
       const now = Date.now();
       const id = await this.ensureRepository(client, repository, now);
+      await lockRepositoryShared(client, this.schema, id);
+      // A link mounted again is fresh again: GC counts its grace period from the last link.
       await client.query(
         `INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3)
-         ON CONFLICT DO NOTHING`,
+         ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = excluded.linked_at`,
         [id, digest, now],
       );
       return true;
@@ -201,9 +214,10 @@ export class PostgresMetadataStore implements MetadataStore {
         [digest, size, now],
       );
       const id = await this.ensureRepository(client, repository, now);
+      await lockRepositoryShared(client, this.schema, id);
       await client.query(
         `INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3)
-         ON CONFLICT DO NOTHING`,
+         ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = excluded.linked_at`,
         [id, digest, now],
       );
       if (uploadId !== undefined) await client.query("DELETE FROM upload_sessions WHERE id = $1", [uploadId]);
@@ -359,6 +373,7 @@ export class PostgresMetadataStore implements MetadataStore {
   ): Promise<MissingReference[]> {
     return this.transaction(async (client) => {
       const existing = await this.repositoryId(client, repository);
+      if (existing !== undefined) await lockRepositoryShared(client, this.schema, existing);
       const missing = manifest.referencesFetchedOnDemand
         ? []
         : await this.findMissing(client, existing, manifest.references, true);
@@ -580,6 +595,81 @@ export class PostgresMetadataStore implements MetadataStore {
       size: Number(row.size),
       artifactType: row.artifact_type ?? undefined,
     }));
+  }
+
+  // gc: garbage collection, scrub and fsck; the SQL lives in gc-queries.ts.
+
+  async pinBlob(digest: string, now: number): Promise<boolean> {
+    return this.gc.pin(digest, now);
+  }
+
+  async gcRepositorySnapshot(repository: string): Promise<GcRepositorySnapshot | undefined> {
+    const id = await this.repositoryId(this.pool, repository);
+    return id === undefined ? undefined : this.gc.snapshot(id);
+  }
+
+  async gcDeleteManifests(
+    repository: string,
+    candidates: string[],
+    rules: GcManifestRules,
+  ): Promise<GcDeletedManifest[]> {
+    const id = await this.repositoryId(this.pool, repository);
+    if (id === undefined || candidates.length === 0) return [];
+    return this.gc.deleteManifests(id, candidates, rules);
+  }
+
+  async gcUnlinkBlobs(repository: string, digests: string[], before: number): Promise<GcBlob[]> {
+    const id = await this.repositoryId(this.pool, repository);
+    if (id === undefined || digests.length === 0) return [];
+    return this.gc.unlinkBlobs(id, digests, before);
+  }
+
+  async gcUnreferencedBlobs(before: number, after: string, limit: number): Promise<GcBlob[]> {
+    return this.gc.unreferencedBlobs(before, after, limit);
+  }
+
+  async gcRecordedBlobs(digests: string[]): Promise<Set<string>> {
+    return this.gc.recordedBlobs(digests);
+  }
+
+  async gcTombstoneBlobs(
+    digests: string[],
+    before: number,
+    now: number,
+  ): Promise<{ digest: string; size?: number }[]> {
+    if (digests.length === 0) return [];
+    return this.gc.tombstoneBlobs(digests, before, now);
+  }
+
+  async gcClearTombstones(digests: string[]): Promise<void> {
+    if (digests.length > 0) await this.gc.clearTombstones(digests);
+  }
+
+  async gcListTombstones(before: number, limit: number): Promise<string[]> {
+    return this.gc.tombstones(before, limit);
+  }
+
+  async gcPrunePins(before: number): Promise<number> {
+    return this.gc.prunePins(before);
+  }
+
+  async listBlobRecords(after: string, limit: number): Promise<GcBlob[]> {
+    return this.gc.blobRecords(after, limit);
+  }
+
+  async listManifestRecords(
+    after: { repository: string; digest: string } | undefined,
+    limit: number,
+  ): Promise<{ repository: string; digest: string; size: number; mediaType: string }[]> {
+    return this.gc.manifestRecords(after, limit);
+  }
+
+  async contentUsage(digest: string): Promise<{ repository: string; tags: string[] }[]> {
+    return this.gc.usage(digest);
+  }
+
+  async danglingPointers(limit: number): Promise<DanglingPointer[]> {
+    return this.gc.dangling(limit);
   }
 
   async changeToken(): Promise<string | undefined> {

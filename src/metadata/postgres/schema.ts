@@ -153,4 +153,19 @@ CREATE TABLE event_outbox (
 CREATE INDEX event_outbox_due ON event_outbox (endpoint, available_at, id);
 `,
   },
+  // gc: online garbage collection.
+  {
+    version: 4,
+    sql: `
+-- A push about to publish a blob pins its digest first; GC tombstones a digest before deleting its bytes.
+CREATE TABLE gc_blob_pins (
+  digest TEXT COLLATE "C" PRIMARY KEY,
+  pinned_at BIGINT NOT NULL,
+  tombstoned_at BIGINT
+);
+CREATE INDEX gc_blob_pins_by_time ON gc_blob_pins (pinned_at);
+-- A manifest's bytes are a blob row too; GC keeps that row while any repository has the manifest.
+CREATE INDEX manifests_by_digest ON manifests (digest);
+`,
+  },
 ];

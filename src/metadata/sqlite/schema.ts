@@ -134,4 +134,20 @@ CREATE TABLE event_outbox (
 CREATE INDEX event_outbox_due ON event_outbox (endpoint, available_at, id);
 `,
   },
+  // gc: online garbage collection.
+  {
+    version: 4,
+    sql: `
+-- A push about to publish a blob pins its digest first; GC tombstones a digest before deleting its bytes.
+-- One row per digest, so a pin and a tombstone of the same digest are serialised by the row.
+CREATE TABLE gc_blob_pins (
+  digest TEXT PRIMARY KEY,
+  pinned_at INTEGER NOT NULL,
+  tombstoned_at INTEGER
+) WITHOUT ROWID;
+CREATE INDEX gc_blob_pins_by_time ON gc_blob_pins (pinned_at);
+-- A manifest's bytes are a blob row too; GC keeps that row while any repository has the manifest.
+CREATE INDEX manifests_by_digest ON manifests (digest);
+`,
+  },
 ];

@@ -2,6 +2,11 @@ import Database from "better-sqlite3";
 import type { DigestAlgorithm } from "../../oci/digest.js";
 import type { ManifestReference } from "../../oci/manifest.js";
 import type {
+  DanglingPointer,
+  GcBlob,
+  GcDeletedManifest,
+  GcManifestRules,
+  GcRepositorySnapshot,
   ManifestRecord,
   MetadataStore,
   MissingReference,
@@ -19,6 +24,7 @@ import {
   type TagRecord,
   type WriteLimits,
 } from "../write-limits.js";
+import { GcStatements } from "./gc-statements.js";
 import { GroupCommit } from "./group-commit.js";
 import { migrations } from "./schema.js";
 
@@ -67,6 +73,8 @@ export class SqliteMetadataStore implements MetadataStore {
   private writes = 0;
   /** Each multi-statement write, wrapped once as an IMMEDIATE transaction rather than on every call. */
   private readonly transactions: ReturnType<SqliteMetadataStore["wrapTransactions"]>;
+  /** gc: statements and transactions of garbage collection, scrub and fsck. */
+  private readonly gc: GcStatements;
 
   constructor(path: string, options: { synchronous: "full" | "normal" }) {
     this.db = new Database(path);
@@ -80,6 +88,9 @@ export class SqliteMetadataStore implements MetadataStore {
     migrate(this.db);
     this.statements = prepareStatements(this.db);
     this.transactions = this.wrapTransactions();
+    this.gc = new GcStatements(this.db, (id, digest) =>
+      this.deleteManifestTransaction(id, digest, undefined),
+    );
   }
 
   private wrapTransactions() {
@@ -424,6 +435,84 @@ export class SqliteMetadataStore implements MetadataStore {
     return (rows as TagDetailRow[]).map(toTagDetail);
   }
 
+  // gc: garbage collection, scrub and fsck; the SQL lives in gc-statements.ts.
+
+  async pinBlob(digest: string, now: number): Promise<boolean> {
+    // Not waited for: a pin lost to a power cut belongs to a push that was not acknowledged either.
+    return this.changed(this.gc.pin(digest, now));
+  }
+
+  async gcRepositorySnapshot(repository: string): Promise<GcRepositorySnapshot | undefined> {
+    const id = this.repositoryId(repository);
+    return id === undefined ? undefined : this.gc.snapshot(id);
+  }
+
+  async gcDeleteManifests(
+    repository: string,
+    candidates: string[],
+    rules: GcManifestRules,
+  ): Promise<GcDeletedManifest[]> {
+    const id = this.repositoryId(repository);
+    if (id === undefined || candidates.length === 0) return [];
+    return this.durable(this.gc.deleteManifests(id, candidates, rules));
+  }
+
+  async gcUnlinkBlobs(repository: string, digests: string[], before: number): Promise<GcBlob[]> {
+    const id = this.repositoryId(repository);
+    if (id === undefined || digests.length === 0) return [];
+    return this.durable(this.gc.unlinkBlobs(id, digests, before));
+  }
+
+  async gcUnreferencedBlobs(before: number, after: string, limit: number): Promise<GcBlob[]> {
+    return this.gc.unreferencedBlobs(before, after, limit);
+  }
+
+  async gcRecordedBlobs(digests: string[]): Promise<Set<string>> {
+    return this.gc.recordedBlobs(digests);
+  }
+
+  async gcTombstoneBlobs(
+    digests: string[],
+    before: number,
+    now: number,
+  ): Promise<{ digest: string; size?: number }[]> {
+    if (digests.length === 0) return [];
+    // Durable before any byte is deleted: after a crash the tombstone tells the next pass to finish the job.
+    return this.durable(this.gc.tombstoneBlobs(digests, before, now));
+  }
+
+  async gcClearTombstones(digests: string[]): Promise<void> {
+    // Not waited for: a clear lost to a power cut leaves a stale tombstone the next pass clears again.
+    if (digests.length > 0) this.changed(this.gc.clearTombstones(digests));
+  }
+
+  async gcListTombstones(before: number, limit: number): Promise<string[]> {
+    return this.gc.tombstones(before, limit);
+  }
+
+  async gcPrunePins(before: number): Promise<number> {
+    return this.changed(this.gc.prunePins(before));
+  }
+
+  async listBlobRecords(after: string, limit: number): Promise<GcBlob[]> {
+    return this.gc.blobRecords(after, limit);
+  }
+
+  async listManifestRecords(
+    after: { repository: string; digest: string } | undefined,
+    limit: number,
+  ): Promise<{ repository: string; digest: string; size: number; mediaType: string }[]> {
+    return this.gc.manifestRecords(after, limit);
+  }
+
+  async contentUsage(digest: string): Promise<{ repository: string; tags: string[] }[]> {
+    return this.gc.usage(digest);
+  }
+
+  async danglingPointers(limit: number): Promise<DanglingPointer[]> {
+    return this.gc.dangling(limit);
+  }
+
   async changeToken(): Promise<string | undefined> {
     // data_version moves when another connection (a CLI command, say) commits; it reads shared memory only.
     return `${this.writes}.${this.statements.dataVersion.get() as number}`;
@@ -704,8 +793,10 @@ function prepareStatements(db: Database.Database) {
     insertRepository: db.prepare("INSERT INTO repositories (name, created_at) VALUES (?, ?)"),
     blobExists: db.prepare("SELECT 1 FROM blobs WHERE digest = ?"),
     insertBlob: db.prepare("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?, ?, ?)"),
+    // A link pushed or mounted again is fresh again: GC counts its grace period from the last link.
     linkBlob: db.prepare(
-      "INSERT OR IGNORE INTO repository_blobs (repository_id, digest, linked_at) VALUES (?, ?, ?)",
+      `INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES (?, ?, ?)
+       ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = excluded.linked_at`,
     ),
     unlinkBlob: db.prepare("DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?"),
     repositoryBlob: db.prepare(

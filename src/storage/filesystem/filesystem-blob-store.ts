@@ -1,12 +1,22 @@
 import { randomUUID } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { type FileHandle, mkdir, open, readFile, rename, rm, stat, truncate } from "node:fs/promises";
+import {
+  type FileHandle,
+  mkdir,
+  open,
+  opendir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  truncate,
+} from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import { GroupSync } from "../../group-sync.js";
-import { type Digest, digestAlgorithms } from "../../oci/digest.js";
+import { type Digest, digestAlgorithms, parseDigest } from "../../oci/digest.js";
 import type { ByteRange } from "../../oci/range.js";
-import { BlobNotFoundError, type BlobStore } from "../blob-store.js";
+import { BlobNotFoundError, type BlobStore, type StoredBlob, type StoredUpload } from "../blob-store.js";
 
 const uploadIdGrammar = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -218,6 +228,33 @@ export class FilesystemBlobStore implements BlobStore {
 
   async deleteBlob(digest: Digest): Promise<void> {
     await rm(this.blobPath(digest), { force: true });
+  }
+
+  // gc: listings for garbage collection, scrub and fsck.
+
+  async *listBlobs(): AsyncIterable<StoredBlob> {
+    for (const algorithm of digestAlgorithms) {
+      const dir = join(this.blobsDir, algorithm);
+      for await (const entry of await opendir(dir)) {
+        if (!entry.isFile()) continue;
+        let digest: Digest;
+        try {
+          digest = parseDigest(`${algorithm}:${entry.name}`);
+        } catch {
+          continue;
+        }
+        const info = await stat(join(dir, entry.name)).catch(() => undefined);
+        if (info) yield { digest, size: info.size, modifiedAt: info.mtimeMs };
+      }
+    }
+  }
+
+  async *listUploads(): AsyncIterable<StoredUpload> {
+    for await (const entry of await opendir(this.uploadsDir)) {
+      if (!entry.isFile() || !uploadIdGrammar.test(entry.name)) continue;
+      const info = await stat(join(this.uploadsDir, entry.name)).catch(() => undefined);
+      if (info) yield { id: entry.name, modifiedAt: info.mtimeMs };
+    }
   }
 
   async ping(): Promise<void> {

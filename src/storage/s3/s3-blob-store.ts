@@ -20,9 +20,9 @@ import {
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { LRUCache } from "lru-cache";
-import type { Digest } from "../../oci/digest.js";
+import { type Digest, parseDigest } from "../../oci/digest.js";
 import type { ByteRange } from "../../oci/range.js";
-import { BlobNotFoundError, type BlobStore } from "../blob-store.js";
+import { BlobNotFoundError, type BlobStore, type StoredBlob, type StoredUpload } from "../blob-store.js";
 import { type Part, PartLayout } from "./part-layout.js";
 
 export interface S3BlobStoreOptions {
@@ -40,6 +40,9 @@ export interface S3BlobStoreOptions {
   /** How offsets map to parts; the default suits production, tests shrink the tiers to cross them cheaply. */
   partLayout?: PartLayout;
 }
+
+/** How long a data object must stay unnamed by any link, over two GC passes, before it is deleted. */
+const leftoverConfirmMs = 60_000;
 
 const uploadIdGrammar = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** Object metadata (x-amz-meta-*) of a blob key that points at data stored under another key. */
@@ -71,8 +74,18 @@ export class S3BlobStore implements BlobStore {
   private readonly prefix: string;
   private readonly redirectExpirySeconds: number | undefined;
   private readonly layout: PartLayout;
-  /** digest -> data key and size of published links; immutable, so never stale. */
-  private readonly links = new LRUCache<string, { key: string; size: number }>({ max: 10_000 });
+  /**
+   * digest -> data key and size of published links. gc: entries expire, because garbage collection (on any
+   * instance) may delete a blob and a later push publish it under a new key. GC deletes only blobs no
+   * repository could serve for a grace period (an hour by default), longer than an entry lives, so the entry
+   * has expired by then; reads retry a stale entry fresh anyway.
+   */
+  private readonly links = new LRUCache<string, { key: string; size: number }>({
+    max: 10_000,
+    ttl: 5 * 60_000,
+  });
+  /** gc: data keys seen without a link by collectLeftovers, and since when. */
+  private unnamedSince = new Map<string, number>();
   /** upload id -> S3 UploadId, for uploads this instance has seen. */
   private readonly multipartIds = new LRUCache<string, string>({ max: 10_000 });
 
@@ -357,19 +370,39 @@ export class S3BlobStore implements BlobStore {
   }
 
   async readBlob(digest: Digest, range?: ByteRange): Promise<Readable> {
-    const location = await this.locate(digest);
-    if (!location) throw new BlobNotFoundError(digest.value);
-    if (location.size === 0) return Readable.from([]);
-    const body = await this.getObject(location.key, range, () => digest.value);
-    return body as Readable;
+    return this.readLocated(digest, async (location) => {
+      if (location.size === 0) return Readable.from([]);
+      return (await this.getObject(location.key, range, () => digest.value)) as Readable;
+    });
   }
 
   async readBlobBytes(digest: Digest): Promise<Buffer> {
-    const location = await this.locate(digest);
+    return this.readLocated(digest, async (location) => {
+      if (location.size === 0) return empty;
+      const body = await this.getObject(location.key, undefined, () => digest.value);
+      return Buffer.from(await body.transformToByteArray());
+    });
+  }
+
+  /**
+   * Reads through the cached location, and once more through a fresh one when that is gone: garbage
+   * collection (on any instance) may have deleted the blob, and a later push published it under a new key.
+   */
+  private async readLocated<T>(
+    digest: Digest,
+    read: (location: { key: string; size: number }) => Promise<T>,
+  ): Promise<T> {
+    const cached = this.links.get(digest.value);
+    const location = cached ?? (await this.locate(digest));
     if (!location) throw new BlobNotFoundError(digest.value);
-    if (location.size === 0) return empty;
-    const body = await this.getObject(location.key, undefined, () => digest.value);
-    return Buffer.from(await body.transformToByteArray());
+    try {
+      return await read(location);
+    } catch (error) {
+      if (!(cached && error instanceof BlobNotFoundError)) throw error;
+      const fresh = await this.locate(digest, true);
+      if (!fresh) throw error;
+      return read(fresh);
+    }
   }
 
   /**
@@ -407,6 +440,111 @@ export class S3BlobStore implements BlobStore {
 
   async ping(): Promise<void> {
     await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+  }
+
+  // gc: listings for garbage collection, scrub and fsck.
+
+  private async *listObjects(
+    prefix: string,
+  ): AsyncGenerator<{ key: string; size: number; modifiedAt: number }> {
+    let token: string | undefined;
+    do {
+      const page = await this.client.send(
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }),
+      );
+      for (const object of page.Contents ?? []) {
+        if (object.Key === undefined) continue;
+        yield { key: object.Key, size: object.Size ?? 0, modifiedAt: object.LastModified?.getTime() ?? 0 };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  async *listBlobs(): AsyncIterable<StoredBlob> {
+    const prefix = `${this.prefix}blobs/`;
+    for await (const object of this.listObjects(prefix)) {
+      const [algorithm, encoded, ...rest] = object.key.slice(prefix.length).split("/");
+      if (rest.length > 0) continue;
+      let digest: Digest;
+      try {
+        digest = parseDigest(`${algorithm}:${encoded}`);
+      } catch {
+        continue;
+      }
+      // An empty object is a link (its size is in its metadata), or the empty blob itself.
+      yield { digest, size: object.size > 0 ? object.size : undefined, modifiedAt: object.modifiedAt };
+    }
+  }
+
+  async *listUploads(): AsyncIterable<StoredUpload> {
+    const latest = new Map<string, number>();
+    const note = (id: string | undefined, at: number) => {
+      if (id !== undefined && uploadIdGrammar.test(id)) latest.set(id, Math.max(latest.get(id) ?? 0, at));
+    };
+    const segments = `${this.prefix}uploads/`;
+    for await (const object of this.listObjects(segments))
+      note(object.key.slice(segments.length).split("/")[0], object.modifiedAt);
+    const data = `${this.prefix}data/`;
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    for (;;) {
+      const page = await this.client.send(
+        new ListMultipartUploadsCommand({
+          Bucket: this.bucket,
+          Prefix: data,
+          KeyMarker: keyMarker,
+          UploadIdMarker: uploadIdMarker,
+        }),
+      );
+      for (const upload of page.Uploads ?? [])
+        note(upload.Key?.slice(data.length), upload.Initiated?.getTime() ?? 0);
+      if (!page.IsTruncated) break;
+      keyMarker = page.NextKeyMarker;
+      uploadIdMarker = page.NextUploadIdMarker;
+    }
+    for (const [id, modifiedAt] of latest) yield { id, modifiedAt };
+  }
+
+  /**
+   * Completed `data/<id>` objects no link names: a crash between CompleteMultipartUpload and writing the
+   * link, or a duplicate publish whose cleanup failed. Finding the names costs one HEAD per link.
+   * A publish writes its link right after completing the data object, but the object's LastModified may
+   * be when its multipart upload began (AWS), so age alone cannot tell a publish in progress from a
+   * leftover: an object is deleted only once this instance has seen it unnamed for `leftoverConfirmMs`,
+   * over two passes. A single `berth gc` run therefore reports such objects but leaves them.
+   */
+  async collectLeftovers(before: number, dryRun: boolean): Promise<{ key: string; size: number }[]> {
+    const named = new Set<string>();
+    const heads: Promise<void>[] = [];
+    const blobs = `${this.prefix}blobs/`;
+    for await (const object of this.listObjects(blobs)) {
+      if (object.size > 0) continue;
+      heads.push(
+        this.client
+          .send(new HeadObjectCommand({ Bucket: this.bucket, Key: object.key }))
+          .then((head) => {
+            const dataKey = head.Metadata?.[linkDataKey];
+            if (dataKey) named.add(dataKey);
+          })
+          .catch((error: unknown) => {
+            if (!isNotFound(error)) throw error;
+          }),
+      );
+      if (heads.length >= 16) await Promise.all(heads.splice(0));
+    }
+    await Promise.all(heads);
+    const leftovers: { key: string; size: number }[] = [];
+    const now = Date.now();
+    const seen = new Map<string, number>();
+    for await (const object of this.listObjects(`${this.prefix}data/`)) {
+      if (object.modifiedAt >= before || named.has(object.key)) continue;
+      const first = this.unnamedSince.get(object.key) ?? now;
+      seen.set(object.key, first);
+      if (now - first >= leftoverConfirmMs) leftovers.push({ key: object.key, size: object.size });
+    }
+    this.unnamedSince = seen;
+    if (!dryRun) for (const leftover of leftovers) await this.deleteObject(leftover.key);
+    return leftovers;
   }
 
   private async getObject(key: string, range: ByteRange | undefined, what: () => string) {
