@@ -115,7 +115,9 @@ export function registerMaintenanceCommands(program: Command): void {
     await run(options, async (config, out) => {
       const registry = await openRegistry(config);
       try {
-        const report = await fsck(registry.ctx.metadata, registry.ctx.blobStore, out.progress);
+        const report = await fsck(registry.ctx.metadata, registry.ctx.blobStore, out.progress, (repository) =>
+          Boolean(registry.proxy?.handles(repository)),
+        );
         out.done();
         const u = report.unreferenced;
         if (options.json) out.print(JSON.stringify(report, null, 2));

@@ -1,7 +1,7 @@
 import type { MetadataStore } from "../metadata/metadata-store.js";
 import { BlobNotFoundError, type BlobStore } from "../storage/blob-store.js";
 import { storeOperationDuration, storeOperationErrors } from "./metrics.js";
-import { inSpan, tracingApi } from "./tracing.js";
+import { tracingApi } from "./tracing.js";
 
 /**
  * Decorators that time every call into a store and count its failures, labelled by the interface's
@@ -33,18 +33,40 @@ function instrument<T extends object>(store: T, kind: "blob" | "metadata"): T {
   });
 }
 
-async function timed(kind: string, operation: string, call: () => unknown): Promise<unknown> {
+/**
+ * Times a call. Only calls that return a promise are timed (and traced); a method returning an iterator or a
+ * plain value (listings, `destroy()`) is passed through as it is, so the decorator never changes a type.
+ */
+function timed(kind: string, operation: string, call: () => unknown): unknown {
   const labels = { store: kind, operation };
   const stop = storeOperationDuration.startTimer(labels);
   const api = tracingApi();
-  try {
-    const result = api ? await inSpan(api, `${kind}.${operation}`, {}, async () => call()) : await call();
+  const span = api?.trace.getTracer("berth").startSpan(`${kind}.${operation}`);
+  const failed = (error: unknown) => {
     stop();
-    return result;
-  } catch (error) {
-    stop();
+    span?.recordException(error as Error);
+    span?.end();
     // An absent blob is an answer, not a store failure.
     if (!(error instanceof BlobNotFoundError)) storeOperationErrors.inc(labels);
     throw error;
+  };
+  let result: unknown;
+  try {
+    result = api && span ? api.context.with(api.trace.setSpan(api.context.active(), span), call) : call();
+  } catch (error) {
+    return failed(error);
   }
+  if (!isPromise(result)) {
+    span?.end();
+    return result;
+  }
+  return result.then((value) => {
+    stop();
+    span?.end();
+    return value;
+  }, failed);
+}
+
+function isPromise(value: unknown): value is Promise<unknown> {
+  return typeof (value as { then?: unknown } | null)?.then === "function";
 }

@@ -147,7 +147,6 @@ describe("metrics", () => {
     assert.ok(sum(samples, "berth_uploads_in_progress") >= 1);
     assert.ok(sum(samples, "berth_process_resident_memory_bytes") > 0);
     assert.ok(samples.some((s) => s.name === "berth_gc_removed_bytes_total"));
-    assert.ok(samples.some((s) => s.name === "berth_proxy_upstream_bytes_total"));
   });
 });
 

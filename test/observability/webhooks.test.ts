@@ -434,3 +434,66 @@ for (const engine of ["sqlite", "postgres"] as const) {
     });
   });
 }
+
+describe("webhooks: removals by retention and garbage collection", () => {
+  const receiver = new WebhookReceiver();
+  let registry: TestRegistry;
+  before(async () => {
+    await receiver.start();
+    registry = await startTestRegistry({
+      ...notifications(endpoint(receiver, { events: ["delete"], repositories: ["kept/**"] })),
+      policies: {
+        retentionIntervalSeconds: 1,
+        rules: [{ name: "newest-only", repositories: ["kept/**"], retention: { keepNewest: 1 } }],
+      },
+      // Scheduled GC off: the test runs the pass itself, with no grace period.
+      gc: { enabled: false, graceSeconds: 0, deleteUntagged: true },
+      // Removals happen outside any request: event URLs come from the public URL.
+      publicUrl: "https://registry.example",
+    });
+  });
+  after(async () => {
+    await registry?.close();
+    await receiver.stop();
+  });
+
+  test("a tag retention deletes and the manifest GC then removes each arrive as a delete event", async () => {
+    const repository = "kept/app";
+    const older = await pushImage(registry.url, repository, "v1");
+    // Push times are compared in milliseconds: make sure v2 is newer.
+    await sleep(5);
+    const newer = await pushImage(registry.url, repository, "v2");
+
+    const retained = await receiver.waitFor((requests) =>
+      find(envelopeEvents(requests), "delete", { repository, tag: "v1" }),
+    );
+    assert.equal(retained.target.digest, older.digest);
+    assert.deepEqual(retained.actor, { name: "retention" });
+    assert.equal(
+      (await fetch(`${registry.url}/v2/${repository}/manifests/v2`, { method: "HEAD" })).status,
+      200,
+    );
+
+    const summary = await registry.server.gc.run();
+    assert.ok(summary.manifests >= 1, "the untagged v1 manifest is collected");
+    const collected = await receiver.waitFor((requests) =>
+      find(envelopeEvents(requests), "delete", {
+        repository,
+        digest: older.digest,
+        mediaType: types.ociManifest,
+      }),
+    );
+    assert.deepEqual(collected.actor, { name: "gc" });
+    assert.equal(collected.target.url, `https://registry.example/v2/${repository}/manifests/${older.digest}`);
+    const unlinked = await receiver.waitFor((requests) =>
+      find(envelopeEvents(requests), "delete", { repository, digest: older.layer.digest }),
+    );
+    assert.deepEqual(unlinked.actor, { name: "gc" });
+    // Nothing of the tagged image went.
+    assert.equal(find(envelopeEvents(receiver.requests), "delete", { digest: newer.digest }), undefined);
+
+    const metrics = await (await fetch(`${registry.url}/metrics`)).text();
+    assert.match(metrics, /^berth_gc_runs_total\{result="success"\} [1-9]/m);
+    assert.match(metrics, /^berth_gc_removed_total\{kind="manifest"\} [1-9]/m);
+  });
+});

@@ -94,6 +94,19 @@ describe("pull-through cache of a Distribution upstream", needsDistribution, () 
     assert.equal(second.upstreamRequests, first.upstreamRequests, "the upstream was not even asked");
     assert.equal(second.hits, 6);
 
+    // The same counters reach Prometheus, labelled by upstream prefix.
+    const exposition = await (await fetch(`${proxy.url}/metrics`)).text();
+    const sample = (series: string) =>
+      Number(
+        exposition
+          .split("\n")
+          .find((line) => line.startsWith(`${series} `))
+          ?.slice(series.length + 1),
+      );
+    assert.equal(sample('berth_proxy_requests_total{upstream="dist",result="miss"}'), 3);
+    assert.equal(sample('berth_proxy_requests_total{upstream="dist",result="hit"}'), 6);
+    assert.equal(sample('berth_proxy_upstream_bytes_total{upstream="dist"}'), contentBytes);
+
     // HEAD answers from the cache too, with the same size.
     const head = await fetch(`${proxy.url}/v2/dist/team/app/blobs/${image.layer.digest}`, { method: "HEAD" });
     assert.equal(head.status, 200);
