@@ -5,7 +5,7 @@ import type { Logger } from "pino";
 import { Authenticator } from "./auth/authenticator.js";
 import { type BerthConfig, parseListen } from "./config/config.js";
 import { Notifier } from "./events/notifier.js";
-import { publishGcRemovals } from "./events/removals.js";
+import { gcRemovalEvents } from "./events/removals.js";
 import { GarbageCollector, gcOptionsFrom } from "./gc/garbage-collector.js";
 import { type BuildAppOptions, buildApp } from "./http/app.js";
 import { tlsServerFactory } from "./http/tls-server.js";
@@ -163,7 +163,7 @@ export async function startBerth(
     gcOptionsFrom(config),
     logger,
   );
-  publishGcRemovals(gc.events, registry.ctx.notifier, logger);
+  gc.reportRemovalsTo(gcRemovalEvents(registry.ctx.notifier));
   const gcTimer = config.gc.enabled
     ? setInterval(() => {
         gc.run()

@@ -2,7 +2,7 @@ import { MultiBar, Presets, type SingleBar } from "cli-progress";
 import type { Command } from "commander";
 import { pino } from "pino";
 import { type BerthConfig, ConfigError, loadConfig } from "../config/config.js";
-import { publishGcRemovals } from "../events/removals.js";
+import { gcRemovalEvents } from "../events/removals.js";
 import type { GcEvent } from "../gc/events.js";
 import { fsck } from "../gc/fsck.js";
 import { GarbageCollector, type GcProgress, gcOptionsFrom } from "../gc/garbage-collector.js";
@@ -50,7 +50,7 @@ export function registerMaintenanceCommands(program: Command): void {
           }),
           quietLogger(),
         );
-        publishGcRemovals(collector.events, registry.ctx.notifier, quietLogger());
+        collector.reportRemovalsTo(gcRemovalEvents(registry.ctx.notifier));
         const events: GcEvent[] = [];
         collector.events.onRemoved((event) => {
           events.push(event);

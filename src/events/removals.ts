@@ -1,29 +1,34 @@
-import type { Logger } from "pino";
-import type { GcEvents } from "../gc/events.js";
+import type { GcBlob, GcDeletedManifest, NewOutboxEvent } from "../metadata/metadata-store.js";
 import type { Notifier } from "./notifier.js";
 
 /**
- * Garbage collection's removals as `delete` events (actor "gc") for the endpoints that want them. They
- * are appended after each removal commits, not in its transaction: a crash between the two loses the
- * event, never the removal. Removals without a repository (a blob's bytes, store leftovers, upload
- * scratch) have no place in Distribution's envelope and are only logged.
+ * Garbage collection's removals as `delete` events (actor "gc"), built inside the transaction that removes
+ * them, so they reach the outbox exactly when the removal commits. Removals without a repository (a blob's
+ * bytes, store leftovers, upload scratch) have no place in Distribution's envelope and are only logged.
  */
-export function publishGcRemovals(events: GcEvents, notifier: Notifier | undefined, logger: Logger): void {
-  if (!notifier) return;
-  events.onRemoved((event) => {
-    if (event.dryRun || event.repository === undefined || event.digest === undefined) return;
-    if (event.action !== "manifest.deleted" && event.action !== "blob.unlinked") return;
-    const target = {
-      repository: event.repository,
-      digest: event.digest,
-      ...(event.mediaType !== undefined ? { mediaType: event.mediaType } : {}),
-      ...(event.size !== undefined ? { size: event.size } : {}),
-    };
-    notifier
-      .publishEvents("delete", [target], {
-        actor: "gc",
-        kind: event.action === "manifest.deleted" ? "manifests" : "blobs",
-      })
-      .catch((error: unknown) => logger.error({ err: error }, "could not record a gc event"));
-  });
+export interface GcRemovalEvents {
+  manifests(repository: string, deleted: GcDeletedManifest[]): NewOutboxEvent[];
+  links(repository: string, unlinked: GcBlob[]): NewOutboxEvent[];
+}
+
+export function gcRemovalEvents(notifier: Notifier | undefined): GcRemovalEvents | undefined {
+  if (!notifier) return undefined;
+  return {
+    manifests: (repository, deleted) =>
+      deleted.flatMap((manifest) =>
+        notifier.eventsFor(
+          "delete",
+          { repository, digest: manifest.digest, mediaType: manifest.mediaType, size: manifest.size },
+          { actor: "gc", kind: "manifests" },
+        ),
+      ),
+    links: (repository, unlinked) =>
+      unlinked.flatMap((blob) =>
+        notifier.eventsFor(
+          "delete",
+          { repository, digest: blob.digest, size: blob.size },
+          { actor: "gc", kind: "blobs" },
+        ),
+      ),
+  };
 }

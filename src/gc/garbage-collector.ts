@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { BerthConfig } from "../config/config.js";
+import type { GcRemovalEvents } from "../events/removals.js";
 import type { MetadataStore } from "../metadata/metadata-store.js";
 import { recordGcRun } from "../observability/metrics.js";
 import { parseDigest } from "../oci/digest.js";
@@ -96,6 +97,14 @@ export class GarbageCollector {
     events?: GcEvents,
   ) {
     this.events = events ?? new GcEvents(logger);
+  }
+
+  /** Webhook events of removals, written in the removing transactions; none until set. */
+  private removalEvents: GcRemovalEvents | undefined;
+
+  /** Makes every later removal of a manifest or a repository link an outbox event (webhooks). */
+  reportRemovalsTo(events: GcRemovalEvents | undefined): void {
+    this.removalEvents = events;
   }
 
   /** Resolves once no pass is running. */
@@ -212,6 +221,7 @@ export class GarbageCollector {
               repository,
               candidates.slice(i, i + batchSize),
               rules,
+              this.removalEvents && ((deleted) => this.removalEvents?.manifests(repository, deleted)),
             );
             for (const m of deleted)
               emit({
@@ -228,7 +238,13 @@ export class GarbageCollector {
           const links = plan.links;
           for (let i = 0; i < links.length; i += batchSize) {
             const digests = links.slice(i, i + batchSize).map((l) => l.digest);
-            for (const link of await this.metadata.gcUnlinkBlobs(repository, digests, before))
+            const unlinked = await this.metadata.gcUnlinkBlobs(
+              repository,
+              digests,
+              before,
+              this.removalEvents && ((links) => this.removalEvents?.links(repository, links)),
+            );
+            for (const link of unlinked)
               emit({
                 action: "blob.unlinked",
                 repository,

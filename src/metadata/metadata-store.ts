@@ -169,15 +169,25 @@ export interface MetadataStore {
   gcRepositorySnapshot(repository: string): Promise<GcRepositorySnapshot | undefined>;
   /**
    * Deletes those of `candidates` that the rules still allow, and repeats while a deletion frees another
-   * candidate (an untagged index, then its children). One transaction; returns what was deleted.
+   * candidate (an untagged index, then its children). One transaction, which also appends the outbox
+   * events `eventsFor` makes of what was deleted; returns what was deleted.
    */
   gcDeleteManifests(
     repository: string,
     candidates: string[],
     rules: GcManifestRules,
+    eventsFor?: (deleted: GcDeletedManifest[]) => NewOutboxEvent[] | undefined,
   ): Promise<GcDeletedManifest[]>;
-  /** Unlinks those of `digests` no manifest of the repository references, linked before `before`. */
-  gcUnlinkBlobs(repository: string, digests: string[], before: number): Promise<GcBlob[]>;
+  /**
+   * Unlinks those of `digests` no manifest of the repository references, linked before `before`, with the
+   * outbox events `eventsFor` makes of them, in one transaction.
+   */
+  gcUnlinkBlobs(
+    repository: string,
+    digests: string[],
+    before: number,
+    eventsFor?: (unlinked: GcBlob[]) => NewOutboxEvent[] | undefined,
+  ): Promise<GcBlob[]>;
   /** Blob rows no repository links and no manifest names, created before `before`, after `after` by digest. */
   gcUnreferencedBlobs(before: number, after: string, limit: number): Promise<GcBlob[]>;
   /** Which of `digests` have a blob row. */

@@ -779,6 +779,42 @@ export function metadataStoreContract(
     const labels = (events: { payload: string }[]) =>
       events.map((e) => (JSON.parse(e.payload) as { label: string }).label);
 
+    test("outbox: garbage collection writes the events of its removals in the removing transaction", async () => {
+      const endpoint = `ep-${randomUUID()}`;
+      const repository = `gc-events/${randomUUID().slice(0, 8)}`;
+      const layer = `layer-${randomUUID()}`;
+      await store.recordBlob(repository, digestOf(layer), layer.length);
+      const image = manifest(`image-${randomUUID()}`, [reference("layer", layer, layer.length)]);
+      assert.deepEqual(await store.putManifest(repository, image, "v1"), []);
+      const rules = { before: Date.now() + 1000, untagged: true, orphanReferrers: true };
+      const manifestEvents = (deleted: { digest: string }[]) =>
+        deleted.map((m) => outboxEvent(endpoint, `manifest ${m.digest}`));
+      const linkEvents = (unlinked: { digest: string }[]) =>
+        unlinked.map((b) => outboxEvent(endpoint, `link ${b.digest}`));
+
+      // Nothing removed (tagged, still referenced): no events either.
+      assert.deepEqual(await store.gcDeleteManifests(repository, [image.digest], rules, manifestEvents), []);
+      assert.deepEqual(
+        await store.gcUnlinkBlobs(repository, [digestOf(layer)], rules.before, linkEvents),
+        [],
+      );
+      assert.deepEqual(await store.claimEvents(endpoint, 10, Date.now(), 1000), []);
+
+      assert.equal(await store.deleteTag(repository, "v1"), true);
+      assert.equal(
+        (await store.gcDeleteManifests(repository, [image.digest], rules, manifestEvents)).length,
+        1,
+      );
+      assert.equal(
+        (await store.gcUnlinkBlobs(repository, [digestOf(layer)], rules.before, linkEvents)).length,
+        1,
+      );
+      assert.deepEqual(labels(await store.claimEvents(endpoint, 10, Date.now(), 1000)), [
+        `manifest ${image.digest}`,
+        `link ${digestOf(layer)}`,
+      ]);
+    });
+
     test("outbox: events are written with their change, and only when the change happens", async () => {
       const endpoint = `ep-${randomUUID()}`;
       const now = Date.now();

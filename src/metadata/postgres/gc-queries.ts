@@ -6,7 +6,9 @@ import type {
   GcDeletedManifest,
   GcManifestRules,
   GcRepositorySnapshot,
+  NewOutboxEvent,
 } from "../metadata-store.js";
+import { appendEventRows } from "./outbox-rows.js";
 
 /**
  * The advisory lock key of a repository's GC. GC takes it exclusively for each transaction that removes
@@ -107,6 +109,7 @@ export class PostgresGc {
     id: number,
     candidates: string[],
     rules: GcManifestRules,
+    eventsFor?: (deleted: GcDeletedManifest[]) => NewOutboxEvent[] | undefined,
   ): Promise<GcDeletedManifest[]> {
     return this.transaction(async (client) => {
       await this.lockRepository(client, id);
@@ -134,7 +137,11 @@ export class PostgresGc {
             ? rules.untagged || rules.orphanReferrers
             : row.subject_digest === null && rules.untagged,
         );
-        if (round.length === 0) return deleted;
+        if (round.length === 0) {
+          // Webhook events of the removals, committed with them.
+          if (deleted.length > 0) await appendEventRows(client, eventsFor?.(deleted));
+          return deleted;
+        }
         const digests = round.map((r) => r.digest);
         await client.query("DELETE FROM manifests WHERE repository_id = $1 AND digest = ANY($2::text[])", [
           id,
@@ -158,7 +165,12 @@ export class PostgresGc {
     });
   }
 
-  async unlinkBlobs(id: number, digests: string[], before: number): Promise<GcBlob[]> {
+  async unlinkBlobs(
+    id: number,
+    digests: string[],
+    before: number,
+    eventsFor?: (unlinked: GcBlob[]) => NewOutboxEvent[] | undefined,
+  ): Promise<GcBlob[]> {
     return this.transaction(async (client) => {
       await this.lockRepository(client, id);
       const { rows } = await client.query<{ digest: string; size: string | null }>(
@@ -170,7 +182,9 @@ export class PostgresGc {
          SELECT gone.digest, b.size FROM gone LEFT JOIN blobs b ON b.digest = gone.digest`,
         [id, digests, before],
       );
-      return rows.map((r) => ({ digest: r.digest, size: Number(r.size ?? 0) }));
+      const unlinked = rows.map((r) => ({ digest: r.digest, size: Number(r.size ?? 0) }));
+      if (unlinked.length > 0) await appendEventRows(client, eventsFor?.(unlinked));
+      return unlinked;
     });
   }
 

@@ -25,6 +25,7 @@ import {
   type WriteLimits,
 } from "../write-limits.js";
 import { lockRepositoryShared, PostgresGc } from "./gc-queries.js";
+import { appendEventRows } from "./outbox-rows.js";
 import { migrations } from "./schema.js";
 
 export interface PostgresOptions {
@@ -612,16 +613,22 @@ export class PostgresMetadataStore implements MetadataStore {
     repository: string,
     candidates: string[],
     rules: GcManifestRules,
+    eventsFor?: (deleted: GcDeletedManifest[]) => NewOutboxEvent[] | undefined,
   ): Promise<GcDeletedManifest[]> {
     const id = await this.repositoryId(this.pool, repository);
     if (id === undefined || candidates.length === 0) return [];
-    return this.gc.deleteManifests(id, candidates, rules);
+    return this.gc.deleteManifests(id, candidates, rules, eventsFor);
   }
 
-  async gcUnlinkBlobs(repository: string, digests: string[], before: number): Promise<GcBlob[]> {
+  async gcUnlinkBlobs(
+    repository: string,
+    digests: string[],
+    before: number,
+    eventsFor?: (unlinked: GcBlob[]) => NewOutboxEvent[] | undefined,
+  ): Promise<GcBlob[]> {
     const id = await this.repositoryId(this.pool, repository);
     if (id === undefined || digests.length === 0) return [];
-    return this.gc.unlinkBlobs(id, digests, before);
+    return this.gc.unlinkBlobs(id, digests, before, eventsFor);
   }
 
   async gcUnreferencedBlobs(before: number, after: string, limit: number): Promise<GcBlob[]> {
@@ -909,16 +916,6 @@ function toOutboxEvent(row: OutboxRow): OutboxEvent {
     attempts: row.attempts,
     createdAt: Number(row.created_at),
   };
-}
-
-async function appendEventRows(db: Queryable, events: NewOutboxEvent[] | undefined): Promise<void> {
-  if (!events?.length) return;
-  await db.query(
-    `INSERT INTO event_outbox (endpoint, payload, attempts, available_at, created_at)
-     SELECT endpoint, payload, 0, created_at, created_at
-     FROM unnest($1::text[], $2::text[], $3::bigint[]) AS e(endpoint, payload, created_at)`,
-    [events.map((e) => e.endpoint), events.map((e) => e.payload), events.map((e) => e.createdAt)],
-  );
 }
 
 function toUploadSession(row: UploadRow): UploadSession {

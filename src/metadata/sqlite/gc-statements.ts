@@ -6,6 +6,7 @@ import type {
   GcDeletedManifest,
   GcManifestRules,
   GcRepositorySnapshot,
+  NewOutboxEvent,
 } from "../metadata-store.js";
 
 /**
@@ -17,8 +18,18 @@ import type {
  */
 export class GcStatements {
   private readonly statements: ReturnType<typeof prepare>;
-  readonly deleteManifests: (id: number, candidates: string[], rules: GcManifestRules) => GcDeletedManifest[];
-  readonly unlinkBlobs: (id: number, digests: string[], before: number) => GcBlob[];
+  readonly deleteManifests: (
+    id: number,
+    candidates: string[],
+    rules: GcManifestRules,
+    eventsFor: ((deleted: GcDeletedManifest[]) => NewOutboxEvent[] | undefined) | undefined,
+  ) => GcDeletedManifest[];
+  readonly unlinkBlobs: (
+    id: number,
+    digests: string[],
+    before: number,
+    eventsFor: ((unlinked: GcBlob[]) => NewOutboxEvent[] | undefined) | undefined,
+  ) => GcBlob[];
   readonly tombstoneBlobs: (
     digests: string[],
     before: number,
@@ -26,10 +37,19 @@ export class GcStatements {
   ) => { digest: string; size?: number }[];
   readonly clearTombstones: (digests: string[]) => void;
 
-  constructor(db: Database.Database, deleteManifest: (id: number, digest: string) => boolean) {
+  constructor(
+    db: Database.Database,
+    deleteManifest: (id: number, digest: string) => boolean,
+    /** Appends webhook events in the transaction running (the removals'). */
+    appendEvents: (events: NewOutboxEvent[] | undefined) => void,
+  ) {
     const s = prepare(db);
     this.statements = s;
-    this.deleteManifests = db.transaction((id: number, candidates: string[], rules: GcManifestRules) => {
+    const deleteManifests = (
+      id: number,
+      candidates: string[],
+      rules: GcManifestRules,
+    ): GcDeletedManifest[] => {
       const deleted: GcDeletedManifest[] = [];
       let pending = candidates;
       // Deleting an index frees its children, deleting a subject orphans its referrers: repeat until stable.
@@ -62,8 +82,20 @@ export class GcStatements {
         if (kept.length === pending.length) return deleted;
         pending = kept;
       }
-    }).immediate;
-    this.unlinkBlobs = db.transaction((id: number, digests: string[], before: number) => {
+    };
+    this.deleteManifests = db.transaction(
+      (
+        id: number,
+        candidates: string[],
+        rules: GcManifestRules,
+        eventsFor: ((deleted: GcDeletedManifest[]) => NewOutboxEvent[] | undefined) | undefined,
+      ) => {
+        const deleted = deleteManifests(id, candidates, rules);
+        if (deleted.length > 0) appendEvents(eventsFor?.(deleted));
+        return deleted;
+      },
+    ).immediate;
+    const unlinkBlobs = (id: number, digests: string[], before: number): GcBlob[] => {
       const unlinked: GcBlob[] = [];
       for (const digest of digests) {
         const size = s.blobSize.get(digest) as number | undefined;
@@ -71,7 +103,19 @@ export class GcStatements {
           unlinked.push({ digest, size: size ?? 0 });
       }
       return unlinked;
-    }).immediate;
+    };
+    this.unlinkBlobs = db.transaction(
+      (
+        id: number,
+        digests: string[],
+        before: number,
+        eventsFor: ((unlinked: GcBlob[]) => NewOutboxEvent[] | undefined) | undefined,
+      ) => {
+        const unlinked = unlinkBlobs(id, digests, before);
+        if (unlinked.length > 0) appendEvents(eventsFor?.(unlinked));
+        return unlinked;
+      },
+    ).immediate;
     this.tombstoneBlobs = db.transaction((digests: string[], before: number, now: number) => {
       const tombstoned: { digest: string; size?: number }[] = [];
       for (const digest of digests) {

@@ -88,8 +88,10 @@ export class SqliteMetadataStore implements MetadataStore {
     migrate(this.db);
     this.statements = prepareStatements(this.db);
     this.transactions = this.wrapTransactions();
-    this.gc = new GcStatements(this.db, (id, digest) =>
-      this.deleteManifestTransaction(id, digest, undefined),
+    this.gc = new GcStatements(
+      this.db,
+      (id, digest) => this.deleteManifestTransaction(id, digest, undefined),
+      (events) => this.appendEventRows(events),
     );
   }
 
@@ -451,16 +453,22 @@ export class SqliteMetadataStore implements MetadataStore {
     repository: string,
     candidates: string[],
     rules: GcManifestRules,
+    eventsFor?: (deleted: GcDeletedManifest[]) => NewOutboxEvent[] | undefined,
   ): Promise<GcDeletedManifest[]> {
     const id = this.repositoryId(repository);
     if (id === undefined || candidates.length === 0) return [];
-    return this.durable(this.gc.deleteManifests(id, candidates, rules));
+    return this.durable(this.gc.deleteManifests(id, candidates, rules, eventsFor));
   }
 
-  async gcUnlinkBlobs(repository: string, digests: string[], before: number): Promise<GcBlob[]> {
+  async gcUnlinkBlobs(
+    repository: string,
+    digests: string[],
+    before: number,
+    eventsFor?: (unlinked: GcBlob[]) => NewOutboxEvent[] | undefined,
+  ): Promise<GcBlob[]> {
     const id = this.repositoryId(repository);
     if (id === undefined || digests.length === 0) return [];
-    return this.durable(this.gc.unlinkBlobs(id, digests, before));
+    return this.durable(this.gc.unlinkBlobs(id, digests, before, eventsFor));
   }
 
   async gcUnreferencedBlobs(before: number, after: string, limit: number): Promise<GcBlob[]> {
