@@ -2,7 +2,7 @@ import type { Readable } from "node:stream";
 import type { Digest } from "../oci/digest.js";
 import { RegistryError } from "../oci/errors.js";
 import type { ByteRange } from "../oci/range.js";
-import { BlobNotFoundError } from "../storage/blob-store.js";
+import { BlobNotFoundError, type BlobReader } from "../storage/blob-store.js";
 import type { RegistryContext } from "./context.js";
 import { PolicyGate } from "./policies.js";
 
@@ -32,6 +32,17 @@ export class BlobService {
     if (!store.redirectUrl) return undefined;
     try {
       return await store.redirectUrl(digest);
+    } catch (error) {
+      throw this.missing(digest, error);
+    }
+  }
+
+  /** Positioned reads of the blob when the store offers them (filesystem); undefined otherwise. */
+  async openReader(digest: Digest): Promise<BlobReader | undefined> {
+    const store = this.ctx.blobStore;
+    if (!store.openBlobReader) return undefined;
+    try {
+      return await store.openBlobReader(digest);
     } catch (error) {
       throw this.missing(digest, error);
     }

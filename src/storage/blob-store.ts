@@ -31,6 +31,12 @@ export interface BlobStore {
   putBlob(digest: Digest, bytes: Buffer): Promise<void>;
   /** Streams a blob or a byte range of it; rejects with BlobNotFoundError when absent. */
   readBlob(digest: Digest, range?: ByteRange): Promise<Readable>;
+  /**
+   * Opens a blob for positioned reads into the caller's buffers, so a response can reuse two buffers
+   * instead of allocating one per chunk (the garbage collector's work dominated pulls otherwise).
+   * Optional: stores without random access (S3) stream with readBlob. Rejects with BlobNotFoundError.
+   */
+  openBlobReader?(digest: Digest): Promise<BlobReader>;
   readBlobBytes(digest: Digest): Promise<Buffer>;
   /** Size in bytes, or undefined when the store does not hold it. */
   statBlob(digest: Digest): Promise<number | undefined>;
@@ -70,6 +76,13 @@ export interface StoredUpload {
   id: string;
   /** Last write, ms since epoch. */
   modifiedAt: number;
+}
+
+/** Positioned reads of one blob; the caller closes it. */
+export interface BlobReader {
+  /** Reads up to `length` bytes at `position` into the start of `buffer`; 0 at the end of the blob. */
+  read(buffer: Buffer, length: number, position: number): Promise<number>;
+  close(): Promise<void>;
 }
 
 export class BlobNotFoundError extends Error {

@@ -141,8 +141,10 @@ describe("metrics", () => {
       }) > 0,
     );
     assert.ok(
-      sum(samples, "berth_store_operation_duration_seconds_count", { store: "blob", operation: "readBlob" }) >
-        0,
+      sum(samples, "berth_store_operation_duration_seconds_count", {
+        store: "blob",
+        operation: "openBlobReader",
+      }) > 0,
     );
     assert.ok(sum(samples, "berth_uploads_in_progress") >= 1);
     assert.ok(sum(samples, "berth_process_resident_memory_bytes") > 0);

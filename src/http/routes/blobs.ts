@@ -1,5 +1,6 @@
 import { parseDigest } from "../../oci/digest.js";
 import { parseRangeHeader } from "../../oci/range.js";
+import { sendBlobBody } from "../blob-body.js";
 import type { RouteContext } from "../request-context.js";
 
 /** `GET /v2/<name>/blobs/<digest>` (end-2), with RFC 9110 range requests. */
@@ -36,6 +37,21 @@ async function getBlob({ request, reply, registry, name, target }: RouteContext)
       .header("Cache-Control", "no-store")
       .header("Content-Length", "0")
       .send();
+    return;
+  }
+  const reader = await registry.blobs.openReader(digest);
+  if (reader !== undefined) {
+    reply.header("Content-Type", "application/octet-stream");
+    if (range.kind === "satisfiable") {
+      const { start, end } = range.range;
+      reply
+        .header("Content-Range", `bytes ${start}-${end}/${size}`)
+        .header("Content-Length", String(end - start + 1));
+      await sendBlobBody(reply, 206, reader, start, end);
+    } else {
+      reply.header("Content-Length", String(size));
+      await sendBlobBody(reply, 200, reader, 0, size - 1);
+    }
     return;
   }
   if (range.kind === "satisfiable") {

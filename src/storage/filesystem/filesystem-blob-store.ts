@@ -16,7 +16,13 @@ import { Readable } from "node:stream";
 import { GroupSync } from "../../group-sync.js";
 import { type Digest, digestAlgorithms, parseDigest } from "../../oci/digest.js";
 import type { ByteRange } from "../../oci/range.js";
-import { BlobNotFoundError, type BlobStore, type StoredBlob, type StoredUpload } from "../blob-store.js";
+import {
+  BlobNotFoundError,
+  type BlobReader,
+  type BlobStore,
+  type StoredBlob,
+  type StoredUpload,
+} from "../blob-store.js";
 
 const uploadIdGrammar = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -206,6 +212,17 @@ export class FilesystemBlobStore implements BlobStore {
       end: range?.end,
       highWaterMark: 1 << 19,
     });
+  }
+
+  async openBlobReader(digest: Digest): Promise<BlobReader> {
+    const handle = await open(this.blobPath(digest), "r").catch((error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") throw new BlobNotFoundError(digest.value);
+      throw error;
+    });
+    return {
+      read: async (buffer, length, position) => (await handle.read(buffer, 0, length, position)).bytesRead,
+      close: () => handle.close(),
+    };
   }
 
   async readBlobBytes(digest: Digest): Promise<Buffer> {
