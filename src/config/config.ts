@@ -328,7 +328,11 @@ export function loadConfig(sources: ConfigSources = {}): BerthConfig {
   if (!result.success) {
     for (const issue of result.error.issues) {
       const path = issue.path.join(".");
-      const envName = path ? environmentName(issue.path.map(String)) : "";
+      // Lists are set in the file only: no BERTH_* variable names an entry of one.
+      const envName =
+        path && issue.path.every((part) => typeof part === "string")
+          ? environmentName(issue.path.map(String))
+          : "";
       problems.push(
         `${path || "(root)"}: ${issue.message}${envName ? ` (file key ${path}, or ${envName})` : ""}`,
       );

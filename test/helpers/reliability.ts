@@ -67,7 +67,7 @@ export class BerthProcess {
   }
 
   /** Spawns berth and resolves once /healthz answers; rejects if it exits or takes over `timeoutMs`. */
-  async start(timeoutMs = 20_000): Promise<void> {
+  async start(timeoutMs = 60_000): Promise<void> {
     const { dataDir, port, env = {}, nodeArgs = [] } = this.options;
     const child = spawn(
       process.execPath,

@@ -86,6 +86,14 @@ describe("config: loadConfig", () => {
     assert.ok(problemsOf(() => loadConfig({ file: { limits: { pageSize: 0 } }, env: {} })).length > 0);
   });
 
+  test("a bad list entry names its file key only: no environment variable sets a list entry", () => {
+    const problems = problemsOf(() =>
+      loadConfig({ file: { policies: { rules: [{ repositories: ["UPPER"] }] } }, env: {} }),
+    );
+    assert.match(problems.join("\n"), /policies\.rules\.0\.repositories\.0/);
+    assert.doesNotMatch(problems.join("\n"), /BERTH_POLICIES_RULES/);
+  });
+
   test("a bad listen address is rejected with the expected form", () => {
     for (const listen of ["nope", "5000", "host:99999", "host:", "[::1]5000"]) {
       const problems = problemsOf(() => loadConfig({ file: { listen }, env: {} }));
