@@ -43,35 +43,34 @@ export async function scrub(
     reported.add(found.digest);
     report.problems.push({ ...found, affected: await metadata.contentUsage(found.digest) });
   };
+  /** Re-hashes one piece of content and records what is wrong with it; returns the bytes read. */
+  const verify = async (digest: string, expectedSize: number): Promise<number> => {
+    const checked = await rehash(blobStore, digest);
+    if (checked === undefined) {
+      await problem({ kind: "missing", digest, expectedSize });
+      return 0;
+    }
+    if (checked.digest !== digest)
+      await problem({
+        kind: "digest-mismatch",
+        digest,
+        expectedSize,
+        actualSize: checked.size,
+        actualDigest: checked.digest,
+      });
+    else if (checked.size !== expectedSize)
+      await problem({ kind: "size-mismatch", digest, expectedSize, actualSize: checked.size });
+    return checked.size;
+  };
 
   progress?.phase("blobs", await countBlobs(metadata));
   let after = "";
   for (;;) {
     const page = await metadata.listBlobRecords(after, pageSize);
     for (const blob of page) {
-      const checked = await rehash(blobStore, blob.digest);
+      report.bytes += await verify(blob.digest, blob.size);
       report.blobs++;
       progress?.advance();
-      if (checked === undefined) {
-        await problem({ kind: "missing", digest: blob.digest, expectedSize: blob.size });
-        continue;
-      }
-      report.bytes += checked.size;
-      if (checked.digest !== blob.digest)
-        await problem({
-          kind: "digest-mismatch",
-          digest: blob.digest,
-          expectedSize: blob.size,
-          actualSize: checked.size,
-          actualDigest: checked.digest,
-        });
-      else if (checked.size !== blob.size)
-        await problem({
-          kind: "size-mismatch",
-          digest: blob.digest,
-          expectedSize: blob.size,
-          actualSize: checked.size,
-        });
     }
     if (page.length < pageSize) break;
     after = page[page.length - 1]?.digest ?? after;
@@ -85,24 +84,7 @@ export async function scrub(
       report.manifests++;
       progress?.advance();
       if (reported.has(manifest.digest)) continue;
-      const checked = await rehash(blobStore, manifest.digest);
-      if (checked === undefined)
-        await problem({ kind: "missing", digest: manifest.digest, expectedSize: manifest.size });
-      else if (checked.digest !== manifest.digest)
-        await problem({
-          kind: "digest-mismatch",
-          digest: manifest.digest,
-          expectedSize: manifest.size,
-          actualSize: checked.size,
-          actualDigest: checked.digest,
-        });
-      else if (checked.size !== manifest.size)
-        await problem({
-          kind: "size-mismatch",
-          digest: manifest.digest,
-          expectedSize: manifest.size,
-          actualSize: checked.size,
-        });
+      await verify(manifest.digest, manifest.size);
     }
     const last = page[page.length - 1];
     if (page.length < pageSize || !last) break;

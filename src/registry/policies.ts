@@ -61,13 +61,18 @@ export function immutableGlob(policy: RepositoryPolicy | undefined, tag: string)
  * transaction that records it (so concurrent pushes cannot both slip under a limit).
  */
 export class PolicyGate {
+  /** The rules' globs, compiled once: every push consults them. */
+  private readonly rules: RepositoryPolicy[];
+
   constructor(
     private readonly metadata: MetadataStore,
-    private readonly config: BerthConfig,
-  ) {}
+    config: BerthConfig,
+  ) {
+    this.rules = compilePolicies(config.policies);
+  }
 
   policy(repository: string): RepositoryPolicy | undefined {
-    return policyFor(compilePolicies(this.config.policies), repository);
+    return policyFor(this.rules, repository);
   }
 
   /** Limits on linking a blob into the repository; undefined when none apply. */

@@ -170,3 +170,33 @@ export function Digest({ value }: { value: string }) {
     </code>
   );
 }
+
+/**
+ * Previous/Next over a keyset-paged listing: `cursors` holds the `last` cursor of every page before this
+ * one, `next` the cursor of the following page (null on the last page).
+ */
+export function Pager({
+  cursors,
+  next,
+  onChange,
+}: {
+  cursors: (string | undefined)[];
+  next: string | null;
+  onChange: (cursors: (string | undefined)[]) => void;
+}) {
+  return (
+    <nav class="pager" aria-label="Pages">
+      <button type="button" disabled={cursors.length === 0} onClick={() => onChange(cursors.slice(0, -1))}>
+        Previous
+      </button>
+      <span class="muted">Page {cursors.length + 1}</span>
+      <button
+        type="button"
+        disabled={next === null}
+        onClick={() => onChange([...cursors, next ?? undefined])}
+      >
+        Next
+      </button>
+    </nav>
+  );
+}

@@ -440,19 +440,29 @@ export class PostgresMetadataStore implements MetadataStore {
     return this.transaction(async (client) => {
       const id = await this.repositoryId(client, repository);
       if (id === undefined) return false;
-      const deleted = await client.query("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2", [
-        id,
-        digest,
-      ]);
-      if ((deleted.rowCount ?? 0) === 0) return false;
-      await client.query("DELETE FROM tags WHERE repository_id = $1 AND manifest_digest = $2", [id, digest]);
-      await client.query(
-        "DELETE FROM manifest_references WHERE repository_id = $1 AND manifest_digest = $2",
-        [id, digest],
-      );
-      await appendEventRows(client, events);
-      return true;
+      return this.removeManifest(client, id, digest, events);
     });
+  }
+
+  /** The writes of deleteManifest inside the caller's transaction: the manifest, its tags and references. */
+  private async removeManifest(
+    client: pg.PoolClient,
+    id: number,
+    digest: string,
+    events: NewOutboxEvent[] | undefined,
+  ): Promise<boolean> {
+    const deleted = await client.query("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2", [
+      id,
+      digest,
+    ]);
+    if ((deleted.rowCount ?? 0) === 0) return false;
+    await client.query("DELETE FROM tags WHERE repository_id = $1 AND manifest_digest = $2", [id, digest]);
+    await client.query("DELETE FROM manifest_references WHERE repository_id = $1 AND manifest_digest = $2", [
+      id,
+      digest,
+    ]);
+    await appendEventRows(client, events);
+    return true;
   }
 
   async deleteTag(repository: string, tag: string, events?: NewOutboxEvent[]): Promise<boolean> {
@@ -834,18 +844,7 @@ export class PostgresMetadataStore implements MetadataStore {
       const kept = tags.rows.find((t) => isProtectedTag(t.name));
       if (kept)
         throw new LimitViolationError({ kind: "immutable-tag", tag: kept.name, currentDigest: digest });
-      const deleted = await client.query("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2", [
-        id,
-        digest,
-      ]);
-      if ((deleted.rowCount ?? 0) === 0) return false;
-      await client.query("DELETE FROM tags WHERE repository_id = $1 AND manifest_digest = $2", [id, digest]);
-      await client.query(
-        "DELETE FROM manifest_references WHERE repository_id = $1 AND manifest_digest = $2",
-        [id, digest],
-      );
-      await appendEventRows(client, events);
-      return true;
+      return this.removeManifest(client, id, digest, events);
     });
   }
 
@@ -871,19 +870,13 @@ export class PostgresMetadataStore implements MetadataStore {
     updatedAt: number,
     events?: NewOutboxEvent[],
   ): Promise<boolean> {
-    const remove = async (db: Queryable) => {
+    return this.changeWithEvents(events, async (db) => {
       const result = await db.query(
         `DELETE FROM tags t USING repositories r WHERE t.repository_id = r.id AND r.name = $1 AND t.name = $2
          AND t.manifest_digest = $3 AND t.updated_at = $4`,
         [repository, tag, digest, updatedAt],
       );
       return (result.rowCount ?? 0) > 0;
-    };
-    if (!events?.length) return remove(this.pool);
-    return this.transaction(async (client) => {
-      const removed = await remove(client);
-      if (removed) await appendEventRows(client, events);
-      return removed;
     });
   }
 }

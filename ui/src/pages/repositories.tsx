@@ -1,6 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 import { api } from "../api.js";
-import { Failure, Loading, useLoad } from "../components.js";
+import { Failure, Loading, Pager, useLoad } from "../components.js";
 import { relativeTime } from "../format.js";
 import { href, navigate } from "../route.js";
 
@@ -84,23 +84,7 @@ export function RepositoriesPage({ q, anonymous }: { q: string; anonymous: boole
               </tbody>
             </table>
           )}
-          <nav class="pager" aria-label="Pages">
-            <button
-              type="button"
-              disabled={cursors.length === 0}
-              onClick={() => setCursors(cursors.slice(0, -1))}
-            >
-              Previous
-            </button>
-            <span class="muted">Page {cursors.length + 1}</span>
-            <button
-              type="button"
-              disabled={page.value.next === null}
-              onClick={() => setCursors([...cursors, page.value.next ?? undefined])}
-            >
-              Next
-            </button>
-          </nav>
+          <Pager cursors={cursors} next={page.value.next} onChange={setCursors} />
         </>
       )}
     </main>

@@ -1,6 +1,6 @@
 import { useState } from "preact/hooks";
 import { api, type TagView } from "../api.js";
-import { DeleteButton, Failure, Loading, useLoad } from "../components.js";
+import { DeleteButton, Failure, Loading, Pager, useLoad } from "../components.js";
 import { formatBytes, formatPlatform, formatTime, kindLabel, relativeTime, shortDigest } from "../format.js";
 import { href } from "../route.js";
 
@@ -52,23 +52,7 @@ export function RepositoryPage({ name }: { name: string }) {
               </tbody>
             </table>
           )}
-          <nav class="pager" aria-label="Pages">
-            <button
-              type="button"
-              disabled={cursors.length === 0}
-              onClick={() => setCursors(cursors.slice(0, -1))}
-            >
-              Previous
-            </button>
-            <span class="muted">Page {cursors.length + 1}</span>
-            <button
-              type="button"
-              disabled={page.value.next === null}
-              onClick={() => setCursors([...cursors, page.value.next ?? undefined])}
-            >
-              Next
-            </button>
-          </nav>
+          <Pager cursors={cursors} next={page.value.next} onChange={setCursors} />
         </>
       )}
     </main>
