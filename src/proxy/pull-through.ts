@@ -254,7 +254,8 @@ export class PullThroughCache {
    * Undefined when the repository holds it already (the caller answers as usual).
    */
   async blobSize(repository: string, digest: Digest): Promise<number | undefined> {
-    if (await this.holds(repository, digest)) return undefined;
+    // Other repositories answer from their own metadata alone, without the proxy's lookups.
+    if (!this.handles(repository) || (await this.holds(repository, digest))) return undefined;
     const target = this.locate(repository);
     const response = await this.askUpstream(target, "HEAD", digest);
     await response.body?.cancel();
@@ -282,7 +283,7 @@ export class PullThroughCache {
     digest: Digest,
     joinedFailedFetch = false,
   ): Promise<{ body: Readable; size?: number } | undefined> {
-    if (await this.holds(repository, digest)) return undefined;
+    if (!this.handles(repository) || (await this.holds(repository, digest))) return undefined;
     const target = this.locate(repository);
     const prefix = target.upstream.config.prefix;
     const key = `${target.upstream.client.origin} ${digest.value}`;

@@ -161,6 +161,19 @@ describe("pull-through cache of a Distribution upstream", needsDistribution, () 
     assert.equal(bare.status, 404);
   });
 
+  test("repositories outside every prefix stay ordinary: a missing blob is BLOB_UNKNOWN", async () => {
+    const local = await pushImage(proxy.url, "team/local", "v1");
+    const unknown = `sha256:${"a".repeat(64)}`;
+    const missing = await blob("team/local", unknown);
+    assert.equal(missing.status, 404);
+    assert.deepEqual(await errorCodes(missing), ["BLOB_UNKNOWN"]);
+    const head = await fetch(`${proxy.url}/v2/team/local/blobs/${unknown}`, { method: "HEAD" });
+    assert.equal(head.status, 404);
+    const present = await blob("team/local", local.layer.digest);
+    assert.equal(present.status, 200);
+    assert.equal(digestOf(Buffer.from(await present.arrayBuffer())), local.layer.digest);
+  });
+
   test("proxied repositories are read-only: pushes and deletes answer 403 DENIED", async () => {
     const upload = await fetch(`${proxy.url}/v2/dist/team/app/blobs/uploads/`, { method: "POST" });
     assert.equal(upload.status, 403);
