@@ -170,7 +170,8 @@ export function buildApp(
     // Returning the reply makes Fastify wait for a streamed body instead of ending the response early.
     return reply;
   };
-  const observedDispatch = observedHandler(dispatch);
+  // Events name the request and its user only when a webhook endpoint may receive them.
+  const observedDispatch = observedHandler(dispatch, registry.ctx.notifier !== undefined);
   app.route({ method: methods, url: "/v2", handler: observedDispatch });
   app.route({ method: methods, url: "/v2/*", handler: observedDispatch });
   if (authenticator?.tokens?.issues) app.get("/token", tokenRoute(authenticator));

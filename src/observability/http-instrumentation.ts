@@ -61,13 +61,17 @@ export function observeRequests(app: FastifyInstance): void {
 
 /**
  * Runs a request handler with what events and spans need: the request scope (id, client, host, user
- * agent; the actor is added once authenticated) and, when tracing is on, a server span made active so
- * store calls become its children.
+ * agent; the actor is added once authenticated) when `requestScope` is set (webhooks are configured), and,
+ * when tracing is on, a server span made active so store calls become its children. Without either, the
+ * handler runs bare: the async context tracking behind the scope costs every request something.
  */
 export function observedHandler(
   handler: (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply>,
+  requestScope: boolean,
 ): (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply> {
   return (request, reply) => {
+    const api = tracingApi();
+    if (!requestScope && !api) return handler(request, reply);
     const scope = {
       request: {
         id: request.id,
@@ -78,8 +82,9 @@ export function observedHandler(
       },
       baseUrl: `${request.protocol}://${request.host}`,
     };
-    const api = tracingApi();
-    if (!api) return runInRequestScope(scope, () => handler(request, reply));
+    const run = () =>
+      requestScope ? runInRequestScope(scope, () => handler(request, reply)) : handler(request, reply);
+    if (!api) return run();
     const route = routeLabel(request);
     const attributes = { "http.request.method": request.method, "http.route": route };
     // The span covers the handler; a streamed body may still be flowing when it ends.
@@ -88,7 +93,7 @@ export function observedHandler(
       `${request.method} ${route}`,
       { kind: api.SpanKind.SERVER, attributes },
       async (span) => {
-        const result = await runInRequestScope(scope, () => handler(request, reply));
+        const result = await run();
         span.setAttribute("http.response.status_code", reply.raw.statusCode);
         return result;
       },
