@@ -56,6 +56,12 @@ export const SPECS: Spec[] = [
     better: "higher",
   },
   {
+    key: "small_images_cold",
+    label: "  (first pass, just started)",
+    workload: "small_images",
+    better: "higher",
+  },
+  {
     key: "manifest_get_rps",
     label: "manifest GET (wrk)",
     workload: "manifest_get",

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { pinForPublish } from "../gc/publish-pin.js";
 import type { UploadSession } from "../metadata/metadata-store.js";
+import type { WriteLimits } from "../metadata/write-limits.js";
 import type { Digest, DigestAlgorithm } from "../oci/digest.js";
 import { RegistryError } from "../oci/errors.js";
 import type { ByteRange } from "../oci/range.js";
@@ -95,6 +96,8 @@ export class UploadService {
   ): Promise<{ size: number }> {
     return this.locks.run(id, async () => {
       const session = await this.session(repository, id);
+      if (body && this.ctx.blobStore.writeAndCommitUpload)
+        return { size: await this.closeWithBytes(session, body, chunk, digest) };
       let running: RunningHash;
       try {
         running = body
@@ -113,47 +116,60 @@ export class UploadService {
         }
         if (body === undefined && (await this.ctx.blobStore.statBlob(digest)) === session.receivedBytes) {
           const limits = this.policies.blobLimits(repository);
-          if (limits)
-            await this.ctx.metadata
-              .recordBlobWithin(
-                repository,
-                digest.value,
-                session.receivedBytes,
-                id,
-                limits,
-                blobPushEvents(this.ctx, repository, digest.value, session.receivedBytes),
-              )
-              .catch(async (refused: unknown) => {
-                await this.discard(id);
-                throw this.policies.refused(refused, repository);
-              });
-          else
-            await this.ctx.metadata.recordBlob(
-              repository,
-              digest.value,
-              session.receivedBytes,
-              id,
-              blobPushEvents(this.ctx, repository, digest.value, session.receivedBytes),
-            );
+          await this.record(repository, id, session.receivedBytes, digest, true, limits);
           return { size: session.receivedBytes };
         }
         await this.discard(id);
         throw error.toRegistryError();
       }
       const size = running.offset;
-      const actual =
-        digest.algorithm === running.algorithm
-          ? running.hash.digest("hex")
-          : await this.hashStored(id, size, digest.algorithm);
-      if (actual !== digest.encoded) {
+      await this.verify(id, digest, running).catch(async (error: unknown) => {
         await this.discard(id);
-        throw new RegistryError("DIGEST_INVALID", "provided digest did not match uploaded content", {
-          detail: { expected: digest.value, actual: `${digest.algorithm}:${actual}` },
-        });
-      }
+        throw error;
+      });
       await this.publish(repository, id, size, digest, true);
       return { size };
     });
+  }
+
+  /**
+   * finish() with the closing bytes in the request, on a store that writes and publishes them in one
+   * pass: the session is advanced, the digest checked and the publish admitted between the two.
+   */
+  private async closeWithBytes(
+    session: UploadSession,
+    body: AsyncIterable<Buffer>,
+    chunk: ChunkHeaders,
+    digest: Digest,
+  ): Promise<number> {
+    const { id, repository } = session;
+    const offset = session.receivedBytes;
+    const writeAndCommit = this.ctx.blobStore.writeAndCommitUpload?.bind(this.ctx.blobStore);
+    if (!writeAndCommit) throw new Error("the blob store cannot write and commit in one pass");
+    try {
+      const running = await this.runningHash(session, chunk);
+      let limits: WriteLimits | undefined;
+      const written = await writeAndCommit(
+        id,
+        offset,
+        this.hashedBody(session, body, running),
+        digest,
+        async (count) => {
+          await this.advance(session, chunk, count, false);
+          await this.verify(id, digest, running);
+          limits = await this.admit(repository, id, running.offset, digest, true);
+        },
+      ).catch((error: unknown) => {
+        throw error instanceof BlobNotFoundError ? new UploadBytesMissing() : error;
+      });
+      await this.record(repository, id, offset + written, digest, true, limits);
+      return offset + written;
+    } catch (error) {
+      if (error instanceof BlobTooLarge || error instanceof DigestMismatch) await this.discard(id);
+      if (!(error instanceof UploadBytesMissing)) throw error;
+      await this.discard(id);
+      throw error.toRegistryError();
+    }
   }
 
   /** Single-request upload (`POST ?digest=` with a body, or a PUT that carries the whole blob). */
@@ -164,21 +180,22 @@ export class UploadService {
   ): Promise<{ size: number }> {
     const { blobStore } = this.ctx;
     const id = randomUUID();
-    await blobStore.createUpload(id);
     try {
       const running = newRunningHash(digest.algorithm);
-      // Not synced here: commitUpload syncs the file before publishing it.
-      const bytes = await blobStore.writeUpload(
-        id,
-        0,
-        hashed(this.capped(repository, body, 0), running),
-        false,
-      );
-      if (running.hash.digest("hex") !== digest.encoded) {
-        throw new RegistryError("DIGEST_INVALID", "provided digest did not match uploaded content", {
-          detail: { expected: digest.value },
+      const source = hashed(this.capped(repository, body, 0), running);
+      if (blobStore.writeAndCommitUpload) {
+        let limits: WriteLimits | undefined;
+        const size = await blobStore.writeAndCommitUpload(id, 0, source, digest, async (count) => {
+          await this.verify(id, digest, running);
+          limits = await this.admit(repository, id, count, digest, false);
         });
+        await this.record(repository, id, size, digest, false, limits);
+        return { size };
       }
+      await blobStore.createUpload(id);
+      // Not synced here: commitUpload syncs the file before publishing it.
+      const bytes = await blobStore.writeUpload(id, 0, source, false);
+      await this.verify(id, digest, running);
       await this.publish(repository, id, bytes, digest, false);
       return { size: bytes };
     } catch (error) {
@@ -231,6 +248,19 @@ export class UploadService {
     chunk: ChunkHeaders,
     acknowledged = true,
   ): Promise<RunningHash> {
+    const running = await this.runningHash(session, chunk);
+    // From here the running hash is consumed: on any failure it is simply not kept, and rebuilt next time.
+    const written = await this.ctx.blobStore
+      .writeUpload(session.id, session.receivedBytes, this.hashedBody(session, body, running), acknowledged)
+      .catch((error: unknown) => {
+        throw error instanceof BlobNotFoundError ? new UploadBytesMissing() : error;
+      });
+    await this.advance(session, chunk, written, acknowledged);
+    return running;
+  }
+
+  /** The hash of the bytes acknowledged so far, once the chunk is known to continue them. */
+  private async runningHash(session: UploadSession, chunk: ChunkHeaders): Promise<RunningHash> {
     const offset = session.receivedBytes;
     if (chunk.range) {
       // distribution-spec "Pushing a blob in chunks": out-of-order chunks are answered 416.
@@ -240,23 +270,30 @@ export class UploadService {
         throw rangeNotSatisfiable(session, "Content-Range does not match Content-Length");
       }
     }
-    const running =
-      this.hashes.take(session.id, offset, session.hashAlgorithm) ?? (await this.rebuild(session));
-    // From here the running hash is consumed: on any failure it is simply not kept, and rebuilt next time.
-    const written = await this.ctx.blobStore
-      .writeUpload(
-        session.id,
-        offset,
-        hashed(this.capped(session.repository, body, offset), running),
-        acknowledged,
-      )
-      .catch((error: unknown) => {
-        throw error instanceof BlobNotFoundError ? new UploadBytesMissing() : error;
-      });
+    // At offset 0 (POST, then a PUT or PATCH with the bytes) there is nothing to read back; the write
+    // itself finds out if the upload's scratch object is gone.
+    return (
+      this.hashes.take(session.id, offset, session.hashAlgorithm) ??
+      (offset === 0 ? newRunningHash(session.hashAlgorithm) : await this.rebuild(session))
+    );
+  }
+
+  private hashedBody(session: UploadSession, body: AsyncIterable<Buffer>, running: RunningHash) {
+    return hashed(this.capped(session.repository, body, session.receivedBytes), running);
+  }
+
+  /** Records `written` more bytes in the session, if nobody else moved it meanwhile. */
+  private async advance(
+    session: UploadSession,
+    chunk: ChunkHeaders,
+    written: number,
+    acknowledged: boolean,
+  ): Promise<void> {
     const expected = chunk.range ? chunk.range.end - chunk.range.start + 1 : (chunk.length ?? written);
     if (written !== expected) {
       throw new RegistryError("SIZE_INVALID", `received ${written} bytes, the request announced ${expected}`);
     }
+    const offset = session.receivedBytes;
     const advanced = await this.ctx.metadata.advanceUploadSession(
       session.id,
       offset,
@@ -268,12 +305,9 @@ export class UploadService {
       throw new RegistryError(
         "BLOB_UPLOAD_INVALID",
         "the upload was modified concurrently; query its status and retry",
-        {
-          status: 416,
-        },
+        { status: 416 },
       );
     }
-    return running;
   }
 
   private async rebuild(session: UploadSession): Promise<RunningHash> {
@@ -296,40 +330,65 @@ export class UploadService {
     return running.hash.digest("hex");
   }
 
+  /** Rejects with DigestMismatch unless the bytes written hash to `digest`. */
+  private async verify(id: string, digest: Digest, running: RunningHash): Promise<void> {
+    const actual =
+      digest.algorithm === running.algorithm
+        ? running.hash.digest("hex")
+        : await this.hashStored(id, running.offset, digest.algorithm);
+    if (actual !== digest.encoded) throw new DigestMismatch(digest, `${digest.algorithm}:${actual}`);
+  }
+
   private async publish(repository: string, id: string, size: number, digest: Digest, hasSession: boolean) {
-    this.hashes.forget(id);
-    // gc: content before pointers holds against garbage collection too: pinned before the bytes are published.
-    await pinForPublish(this.ctx.metadata, digest.value);
-    // Byte quota: refused before the blob is published, so a refused upload stores nothing; the store
-    // checks again as it records the blob (a race lost there leaves an unlinked blob for GC).
-    const limits = this.policies.blobLimits(repository);
-    if (limits) {
-      const refuse = async (error: unknown): Promise<never> => {
-        if (hasSession) await this.discard(id);
-        throw this.policies.refused(error, repository);
-      };
-      await this.policies.checkBlob(repository, digest.value, size, limits).catch(refuse);
-      await this.ctx.blobStore.commitUpload(id, size, digest);
-      await this.ctx.metadata
-        .recordBlobWithin(
-          repository,
-          digest.value,
-          size,
-          hasSession ? id : undefined,
-          limits,
-          blobPushEvents(this.ctx, repository, digest.value, size),
-        )
-        .catch(refuse);
-      return;
-    }
+    const limits = await this.admit(repository, id, size, digest, hasSession);
     await this.ctx.blobStore.commitUpload(id, size, digest);
-    await this.ctx.metadata.recordBlob(
-      repository,
-      digest.value,
-      size,
-      hasSession ? id : undefined,
-      blobPushEvents(this.ctx, repository, digest.value, size),
-    );
+    await this.record(repository, id, size, digest, hasSession, limits);
+  }
+
+  /**
+   * What must hold before verified bytes are published: pinned against garbage collection (content
+   * before pointers holds against GC too), and within the byte quota, checked now so a refused upload
+   * stores nothing. The store checks the quota again as it records the blob (a race lost there leaves an
+   * unlinked blob for GC). Resolves with the repository's limits, for `record`.
+   */
+  private async admit(
+    repository: string,
+    id: string,
+    size: number,
+    digest: Digest,
+    hasSession: boolean,
+  ): Promise<WriteLimits | undefined> {
+    this.hashes.forget(id);
+    await pinForPublish(this.ctx.metadata, digest.value);
+    const limits = this.policies.blobLimits(repository);
+    if (limits)
+      await this.policies
+        .checkBlob(repository, digest.value, size, limits)
+        .catch((error: unknown) => this.refuse(error, repository, id, hasSession));
+    return limits;
+  }
+
+  /** Links the published blob into the repository and closes the session, in one transaction. */
+  private async record(
+    repository: string,
+    id: string,
+    size: number,
+    digest: Digest,
+    hasSession: boolean,
+    limits: WriteLimits | undefined,
+  ): Promise<void> {
+    const session = hasSession ? id : undefined;
+    const events = blobPushEvents(this.ctx, repository, digest.value, size);
+    if (limits)
+      await this.ctx.metadata
+        .recordBlobWithin(repository, digest.value, size, session, limits, events)
+        .catch((error: unknown) => this.refuse(error, repository, id, hasSession));
+    else await this.ctx.metadata.recordBlob(repository, digest.value, size, session, events);
+  }
+
+  private async refuse(error: unknown, repository: string, id: string, hasSession: boolean): Promise<never> {
+    if (hasSession) await this.discard(id);
+    throw this.policies.refused(error, repository);
   }
 
   /**
@@ -360,6 +419,15 @@ export class UploadService {
 class UploadBytesMissing extends Error {
   toRegistryError(): RegistryError {
     return new RegistryError("BLOB_UPLOAD_UNKNOWN", "the upload's data is gone; start the upload again");
+  }
+}
+
+/** distribution-spec DIGEST_INVALID: the uploaded bytes do not hash to the digest the client gave. */
+class DigestMismatch extends RegistryError {
+  constructor(expected: Digest, actual: string) {
+    super("DIGEST_INVALID", "provided digest did not match uploaded content", {
+      detail: { expected: expected.value, actual },
+    });
   }
 }
 

@@ -25,6 +25,21 @@ export interface BlobStore {
   readUpload(uploadId: string, length: number): Promise<Readable>;
   /** Publishes the first `size` bytes of the upload as blob `digest`, durably and atomically. */
   commitUpload(uploadId: string, size: number, digest: Digest): Promise<void>;
+  /**
+   * `writeUpload` of a request's closing bytes, then `commitUpload` of the whole upload as `digest`, in
+   * one pass where that saves work (the filesystem opens the scratch file once, not twice). `admit` runs
+   * with the number of bytes written, before anything is published: the caller checks the digest and
+   * prepares the publish there, and a rejection publishes nothing. At offset 0 the scratch object is
+   * created if there is none (a single-request push has no session). Optional: callers fall back to the
+   * two calls.
+   */
+  writeAndCommitUpload?(
+    uploadId: string,
+    offset: number,
+    source: AsyncIterable<Buffer>,
+    digest: Digest,
+    admit: (written: number) => Promise<void>,
+  ): Promise<number>;
   deleteUpload(uploadId: string): Promise<void>;
 
   /** Durably stores small content whose digest the caller has verified (manifests). */

@@ -137,7 +137,8 @@ describe("metrics", () => {
     assert.ok(
       sum(samples, "berth_store_operation_duration_seconds_count", {
         store: "blob",
-        operation: "commitUpload",
+        // the filesystem store writes a closing PUT's bytes and publishes them in one call
+        operation: "writeAndCommitUpload",
       }) > 0,
     );
     assert.ok(

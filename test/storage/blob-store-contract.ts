@@ -9,6 +9,8 @@ export interface BlobStoreFixture {
   open(): Promise<BlobStore>;
   /** A second store on the same storage (another instance), when the backend is shared. */
   openAnother?(): Promise<BlobStore>;
+  /** The store implements writeAndCommitUpload. */
+  onePassCommit?: boolean;
   cleanup(): Promise<void>;
 }
 
@@ -113,6 +115,65 @@ export function blobStoreContract(name: string, fixture: BlobStoreFixture, skip:
       assert.equal(await store.statBlob(digest), 0);
       assert.equal((await collect(store.readBlob(digest))).length, 0);
       assert.equal((await store.readBlobBytes(digest)).length, 0);
+    });
+
+    test("writeAndCommitUpload: one pass for a closing request's bytes; a refused admit publishes nothing", {
+      skip: fixture.onePassCommit ? false : "this store publishes with writeUpload and commitUpload only",
+    }, async () => {
+      const writeAndCommit = store.writeAndCommitUpload?.bind(store);
+      assert.ok(writeAndCommit, "the fixture says the store has writeAndCommitUpload");
+      // A single-request push: no scratch object before, created at offset 0.
+      const whole = randomBytes(mebibyte + 17);
+      const wholeDigest = digestOf(whole);
+      const admitted: number[] = [];
+      const written = await writeAndCommit(
+        randomUUID(),
+        0,
+        chunked(whole, [5, 100_000]),
+        wholeDigest,
+        async (n) => {
+          admitted.push(n);
+          assert.equal(await store.statBlob(wholeDigest), undefined, "nothing is published before admit");
+        },
+      );
+      assert.equal(written, whole.length);
+      assert.deepEqual(admitted, [whole.length]);
+      assert.ok((await store.readBlobBytes(wholeDigest)).equals(whole));
+
+      // The closing chunk of a session, over bytes a failed write left past the acknowledged offset.
+      const id = randomUUID();
+      const bytes = randomBytes(3 * mebibyte);
+      await store.createUpload(id);
+      await store.writeUpload(id, 0, chunked(randomBytes(3 * mebibyte)));
+      await store.writeUpload(id, 0, chunked(bytes.subarray(0, mebibyte)));
+      const digest = digestOf(bytes.subarray(0, 2 * mebibyte));
+      const refused = new Error("digest mismatch");
+      await assert.rejects(
+        writeAndCommit(id, mebibyte, chunked(bytes.subarray(mebibyte, 2 * mebibyte)), digest, async () => {
+          throw refused;
+        }),
+        (error) => error === refused,
+      );
+      assert.equal(await store.statBlob(digest), undefined, "a refused admit publishes nothing");
+      assert.equal(
+        await writeAndCommit(
+          id,
+          mebibyte,
+          chunked(bytes.subarray(mebibyte, 2 * mebibyte)),
+          digest,
+          async () => {},
+        ),
+        mebibyte,
+      );
+      assert.equal(await store.statBlob(digest), 2 * mebibyte, "only the acknowledged bytes are published");
+      assert.ok((await store.readBlobBytes(digest)).equals(bytes.subarray(0, 2 * mebibyte)));
+      const gone = randomUUID();
+      await assert.rejects(
+        writeAndCommit(gone, 10, chunked(randomBytes(10)), digestOf(randomBytes(4)), async () => {}),
+        BlobNotFoundError,
+      );
+      await store.deleteBlob(wholeDigest);
+      await store.deleteBlob(digest);
     });
 
     test("putBlob, idempotent; missing blobs", async () => {

@@ -11,6 +11,7 @@ blobStoreContract("filesystem", {
     dir = await mkdtemp(join(tmpdir(), "berth-blobs-"));
     return FilesystemBlobStore.open(dir);
   },
+  onePassCommit: true,
   async cleanup() {
     if (dir) await rm(dir, { recursive: true, force: true });
   },

@@ -1,16 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { createReadStream } from "node:fs";
-import {
-  type FileHandle,
-  mkdir,
-  open,
-  opendir,
-  readFile,
-  rename,
-  rm,
-  stat,
-  truncate,
-} from "node:fs/promises";
+import { type FileHandle, mkdir, open, opendir, readFile, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import { GroupSync } from "../../group-sync.js";
@@ -80,63 +70,47 @@ export class FilesystemBlobStore implements BlobStore {
     source: AsyncIterable<Buffer>,
     durable = true,
   ): Promise<number> {
-    const path = this.uploadPath(uploadId);
-    const handle = await open(path, "r+").catch((error: NodeJS.ErrnoException) => {
-      if (error.code === "ENOENT") throw new BlobNotFoundError(`upload ${uploadId}`);
-      throw error;
-    });
+    const handle = await this.openUpload(uploadId);
     try {
-      // Plain positioned writes, not an fs stream over handle.fd: a destroyed fs stream closes its fd
-      // whatever autoClose says, and closing that number again below could close a file that another
-      // request has opened since (and it masked the real error, e.g. ENOSPC, with EBADF).
-      // Chunks are batched into one writev of a few MiB, issued while the next batch arrives, and the
-      // disk is flushed as the upload goes, so the final sync has little left to wait for.
-      let position = offset;
-      let batch: Buffer[] = [];
-      let batchBytes = 0;
-      let writing: Promise<void> = Promise.resolve();
-      let flushing: Promise<void> | undefined;
-      let unflushed = 0;
-      const issue = async (buffers: Buffer[], at: number) => {
-        await writing;
-        writing = writeFully(handle, buffers, at);
-        writing.catch(() => undefined);
-      };
-      for await (const chunk of source) {
-        batch.push(chunk);
-        batchBytes += chunk.length;
-        if (batchBytes >= writeBatchBytes) {
-          await issue(batch, position);
-          position += batchBytes;
-          unflushed += batchBytes;
-          batch = [];
-          batchBytes = 0;
-          if (unflushed >= flushEveryBytes && flushing === undefined) {
-            unflushed = 0;
-            flushing = writing
-              .then(() => handle.datasync())
-              .finally(() => {
-                flushing = undefined;
-              });
-            flushing.catch(() => undefined);
-          }
-        }
-      }
-      if (batchBytes > 0) {
-        await issue(batch, position);
-        position += batchBytes;
-      }
-      await writing;
-      await flushing;
+      const written = await writeAt(handle, offset, source);
       if (durable) await handle.sync();
-      return position - offset;
-    } catch (error) {
-      // Bytes past the acknowledged offset are never served; dropping them now frees a full disk at once.
-      await truncate(path, offset).catch(() => undefined);
-      throw error;
+      return written;
     } finally {
       await handle.close();
     }
+  }
+
+  async writeAndCommitUpload(
+    uploadId: string,
+    offset: number,
+    source: AsyncIterable<Buffer>,
+    digest: Digest,
+    admit: (written: number) => Promise<void>,
+  ): Promise<number> {
+    // One open for the last bytes and the publish: the scratch file is opened once instead of twice. At
+    // offset 0 it is created, or emptied of an earlier attempt's bytes, so nothing can lie past the end.
+    const path = this.uploadPath(uploadId);
+    const handle = offset === 0 ? await open(path, "w") : await this.openUpload(uploadId);
+    let written: number;
+    try {
+      written = await writeAt(handle, offset, source);
+      await admit(written);
+      const size = offset + written;
+      // A failed chunk may have left bytes past the acknowledged size.
+      if (offset > 0 && (await handle.stat()).size !== size) await handle.truncate(size);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await this.publish(path, this.blobPath(digest));
+    return written;
+  }
+
+  private async openUpload(uploadId: string): Promise<FileHandle> {
+    return open(this.uploadPath(uploadId), "r+").catch((error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") throw new BlobNotFoundError(`upload ${uploadId}`);
+      throw error;
+    });
   }
 
   async readUpload(uploadId: string, length: number): Promise<Readable> {
@@ -289,6 +263,61 @@ export class FilesystemBlobStore implements BlobStore {
 const writeBatchBytes = 4 * 1024 * 1024;
 /** Bytes written between background flushes to disk during an upload. */
 const flushEveryBytes = 8 * 1024 * 1024;
+
+/**
+ * Writes `source` at `offset` and resolves with the bytes written. Plain positioned writes, not an fs
+ * stream over handle.fd: a destroyed fs stream closes its fd whatever autoClose says, and closing that
+ * number again could close a file that another request has opened since (and it masked the real error,
+ * e.g. ENOSPC, with EBADF). Chunks are batched into one writev of a few MiB, issued while the next batch
+ * arrives, and the disk is flushed as the upload goes, so the final sync has little left to wait for. On
+ * failure the bytes past `offset` are dropped: they are never served, and dropping them frees a full disk.
+ */
+async function writeAt(handle: FileHandle, offset: number, source: AsyncIterable<Buffer>): Promise<number> {
+  let position = offset;
+  let batch: Buffer[] = [];
+  let batchBytes = 0;
+  let writing: Promise<void> = Promise.resolve();
+  let flushing: Promise<void> | undefined;
+  let unflushed = 0;
+  const issue = async (buffers: Buffer[], at: number) => {
+    await writing;
+    writing = writeFully(handle, buffers, at);
+    writing.catch(() => undefined);
+  };
+  try {
+    for await (const chunk of source) {
+      batch.push(chunk);
+      batchBytes += chunk.length;
+      if (batchBytes >= writeBatchBytes) {
+        await issue(batch, position);
+        position += batchBytes;
+        unflushed += batchBytes;
+        batch = [];
+        batchBytes = 0;
+        if (unflushed >= flushEveryBytes && flushing === undefined) {
+          unflushed = 0;
+          flushing = writing
+            .then(() => handle.datasync())
+            .finally(() => {
+              flushing = undefined;
+            });
+          flushing.catch(() => undefined);
+        }
+      }
+    }
+    if (batchBytes > 0) {
+      await issue(batch, position);
+      position += batchBytes;
+    }
+    await writing;
+    await flushing;
+    return position - offset;
+  } catch (error) {
+    await writing.catch(() => undefined);
+    await handle.truncate(offset).catch(() => undefined);
+    throw error;
+  }
+}
 
 async function writeFully(handle: FileHandle, buffers: Buffer[], position: number): Promise<void> {
   let pending = buffers;
