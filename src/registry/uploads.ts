@@ -155,7 +155,9 @@ export class UploadService {
         this.hashedBody(session, body, running),
         digest,
         async (count) => {
-          await this.advance(session, chunk, count, false);
+          // The session is not advanced: recording the blob closes it, and until then a failed publish
+          // leaves it at its acknowledged offset, where a retry starts again.
+          checkLength(chunk, count);
           await this.verify(id, digest, running);
           limits = await this.admit(repository, id, running.offset, digest, true);
         },
@@ -289,10 +291,7 @@ export class UploadService {
     written: number,
     acknowledged: boolean,
   ): Promise<void> {
-    const expected = chunk.range ? chunk.range.end - chunk.range.start + 1 : (chunk.length ?? written);
-    if (written !== expected) {
-      throw new RegistryError("SIZE_INVALID", `received ${written} bytes, the request announced ${expected}`);
-    }
+    checkLength(chunk, written);
     const offset = session.receivedBytes;
     const advanced = await this.ctx.metadata.advanceUploadSession(
       session.id,
@@ -449,6 +448,14 @@ async function* capBytes(
     if (seen <= room) yield chunk;
   }
   if (seen > room) throw tooLarge();
+}
+
+/** distribution-spec SIZE_INVALID unless the body was as long as Content-Range or Content-Length said. */
+function checkLength(chunk: ChunkHeaders, written: number): void {
+  const expected = chunk.range ? chunk.range.end - chunk.range.start + 1 : (chunk.length ?? written);
+  if (written !== expected) {
+    throw new RegistryError("SIZE_INVALID", `received ${written} bytes, the request announced ${expected}`);
+  }
 }
 
 function rangeNotSatisfiable(session: UploadSession, message: string): RegistryError {
