@@ -8,12 +8,16 @@ import type { ByteRange } from "../oci/range.js";
  * what) lives in the MetadataStore, never here.
  */
 export interface BlobStore {
-  /** Creates an empty scratch object for an upload session. */
+  /**
+   * Prepares the scratch object of an upload session. A store may create it only at the first write (at
+   * offset 0); until then it reads as empty.
+   */
   createUpload(uploadId: string): Promise<void>;
   /**
    * Writes `source` into the upload starting at `offset` and resolves with the number of bytes written,
    * made durable unless `durable` is false (the caller commits the upload next, which syncs anyway).
-   * Bytes past `offset` from an earlier failed write are overwritten.
+   * Bytes past `offset` from an earlier failed write are overwritten. Rejects with BlobNotFoundError when
+   * the scratch object is gone and `offset` is past 0.
    */
   writeUpload(
     uploadId: string,

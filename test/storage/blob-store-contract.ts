@@ -198,7 +198,8 @@ export function blobStoreContract(name: string, fixture: BlobStoreFixture, skip:
       await store.writeUpload(id, 0, chunked(randomBytes(100)));
       await store.deleteUpload(id);
       await store.deleteUpload(id);
-      await assert.rejects(store.writeUpload(id, 0, chunked(randomBytes(10))), BlobNotFoundError);
+      // (a write at offset 0 may create the scratch object again: stores may create it lazily)
+      await assert.rejects(store.writeUpload(id, 100, chunked(randomBytes(10))), BlobNotFoundError);
       await assert.rejects(collect(store.readUpload(id, 100)), BlobNotFoundError);
       await assert.rejects(store.commitUpload(id, 100, digestOf(randomBytes(4))), BlobNotFoundError);
       await store.ping();
