@@ -134,7 +134,7 @@ export class UploadService {
 
   /**
    * finish() with the closing bytes in the request, on a store that writes and publishes them in one
-   * pass: the session is advanced, the digest checked and the publish admitted between the two.
+   * pass: the length and the digest are checked and the publish admitted between the two.
    */
   private async closeWithBytes(
     session: UploadSession,
