@@ -231,18 +231,24 @@ test("thousands of upload sessions: the limit holds under a burst, expired sessi
 
 test("abandoned upload sessions expire and free their room and their files", async () => {
   await withRegistry({ limits: { uploadSessions: 20, uploadIdleSeconds: 2 } }, async (registry) => {
+    // Each abandoned session got a first chunk, so each has a scratch file (they are created by the first write).
     for (let i = 0; i < 20; i++) {
       const answer = await call(registry.url, "POST", "/v2/slow/app/blobs/uploads/");
       assert.equal(answer.status, 202, describeAnswer(answer));
+      const chunk = await call(registry.url, "PATCH", answer.headers.get("location") ?? "", {
+        body: "abandoned",
+        headers: { "Content-Type": "application/octet-stream", "Content-Range": "0-8" },
+      });
+      assert.equal(chunk.status, 202, describeAnswer(chunk));
     }
+    assert.equal((await readdir(join(registry.dataDir, "uploads"))).length, 20);
     const refused = await call(registry.url, "POST", "/v2/slow/app/blobs/uploads/");
     assert.equal(refused.status, 429, describeAnswer(refused));
     assert.equal(refused.headers.get("retry-after"), "30");
     await sleep(2500);
     const fresh = await call(registry.url, "POST", "/v2/slow/app/blobs/uploads/");
     assert.equal(fresh.status, 202, describeAnswer(fresh));
-    assert.deepEqual(await readdir(join(registry.dataDir, "uploads")), [
-      fresh.headers.get("location")?.split("/").pop(),
-    ]);
+    // The expired sessions' files are gone; the fresh session has none before its first write.
+    assert.deepEqual(await readdir(join(registry.dataDir, "uploads")), []);
   });
 });
