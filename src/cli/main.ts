@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, Option } from "commander";
-import { ConfigError, loadConfig } from "../config/config.js";
 import { startBerth } from "../server.js";
+import { loadConfigOrExit } from "./config-or-exit.js";
 import { registerMaintenanceCommands } from "./maintenance.js";
 import { registerRetentionCommand } from "./retention.js";
 import { registerUserCommands } from "./user.js";
@@ -29,16 +29,11 @@ program
     if (options.listen !== undefined) flags.listen = options.listen;
     if (options.data !== undefined) flags.dataDir = options.data;
     if (options.logLevel !== undefined) flags.log = { level: options.logLevel };
-    let config: ReturnType<typeof loadConfig>;
-    try {
-      config = loadConfig({ ...(options.config ? { file: options.config } : {}), env: process.env, flags });
-    } catch (error) {
-      if (error instanceof ConfigError) {
-        process.stderr.write(`berth: ${error.message}\n`);
-        process.exit(2);
-      }
-      throw error;
-    }
+    const config = loadConfigOrExit({
+      ...(options.config ? { file: options.config } : {}),
+      env: process.env,
+      flags,
+    });
     const server = await startBerth(config);
     let stopping = false;
     const stop = (signal: string) => {

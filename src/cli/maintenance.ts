@@ -1,13 +1,14 @@
 import { MultiBar, Presets, type SingleBar } from "cli-progress";
 import type { Command } from "commander";
 import { pino } from "pino";
-import { type BerthConfig, ConfigError, loadConfig } from "../config/config.js";
+import type { BerthConfig } from "../config/config.js";
 import { gcRemovalEvents } from "../events/removals.js";
 import type { GcEvent } from "../gc/events.js";
 import { fsck } from "../gc/fsck.js";
 import { GarbageCollector, type GcProgress, gcOptionsFrom } from "../gc/garbage-collector.js";
 import { scrub } from "../gc/scrub.js";
 import { openRegistry } from "../server.js";
+import { loadConfigOrExit } from "./config-or-exit.js";
 
 /**
  * `berth gc`, `berth scrub`, `berth fsck`: maintenance on the stores the config names, safe to run while
@@ -203,22 +204,12 @@ function quietLogger() {
 }
 
 async function run(options: CommonOptions, body: (config: BerthConfig, out: Output) => Promise<number>) {
-  let config: BerthConfig;
-  try {
-    const file = options.config ?? process.env.BERTH_CONFIG;
-    const { BERTH_CONFIG: _ignored, ...env } = process.env;
-    config = loadConfig({
-      ...(file ? { file } : {}),
-      env,
-      flags: options.data !== undefined ? { dataDir: options.data } : {},
-    });
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`berth: ${error.message}\n`);
-      process.exit(2);
-    }
-    throw error;
-  }
+  const file = options.config ?? process.env.BERTH_CONFIG;
+  const config = loadConfigOrExit({
+    ...(file ? { file } : {}),
+    env: process.env,
+    flags: options.data !== undefined ? { dataDir: options.data } : {},
+  });
   const code = await body(config, output(options.json === true));
   process.exitCode = code;
 }

@@ -1,8 +1,8 @@
 import type { Command } from "commander";
-import { ConfigError, loadConfig } from "../config/config.js";
 import { createLogger } from "../logger.js";
 import { applyRetention } from "../registry/retention.js";
 import { openRegistry } from "../server.js";
+import { loadConfigOrExit } from "./config-or-exit.js";
 
 /**
  * `berth retention [--dry-run]`: applies the retention rules of `policies` once, against the same stores
@@ -16,20 +16,11 @@ export function registerRetentionCommand(program: Command): void {
     .option("-d, --data <dir>", "data directory for blobs and metadata")
     .option("-n, --dry-run", "only report what would be deleted")
     .action(async (options: { config?: string; data?: string; dryRun?: boolean }) => {
-      let config: ReturnType<typeof loadConfig>;
-      try {
-        config = loadConfig({
-          ...(options.config ? { file: options.config } : {}),
-          env: process.env,
-          flags: options.data !== undefined ? { dataDir: options.data } : {},
-        });
-      } catch (error) {
-        if (error instanceof ConfigError) {
-          process.stderr.write(`berth: ${error.message}\n`);
-          process.exit(2);
-        }
-        throw error;
-      }
+      const config = loadConfigOrExit({
+        ...(options.config ? { file: options.config } : {}),
+        env: process.env,
+        flags: options.data !== undefined ? { dataDir: options.data } : {},
+      });
       const logger = createLogger(config.log);
       if (!config.policies.rules.some((rule) => rule.retention))
         process.stderr.write("berth: no policy rule sets retention; nothing to do\n");

@@ -8,6 +8,7 @@ import { parseManifest } from "../oci/manifest.js";
 import { mediaTypes, stripMediaTypeParameters } from "../oci/media-types.js";
 import type { Reference } from "../oci/reference.js";
 import type { RegistryContext } from "../registry/context.js";
+import { manifestRow } from "../registry/manifests.js";
 import type { UpstreamConfig } from "./proxy-config.js";
 import { ProxyMetrics } from "./proxy-metrics.js";
 import { UpstreamClient, UpstreamUnavailableError } from "./upstream-client.js";
@@ -232,18 +233,8 @@ export class PullThroughCache {
     const now = Date.now();
     await metadata.putManifest(
       repository,
-      {
-        digest: digest.value,
-        mediaType: manifest.mediaType,
-        size: bytes.length,
-        artifactType: manifest.artifactType,
-        subject: manifest.subject?.value,
-        annotations: manifest.annotations,
-        references: manifest.references,
-        now,
-        // Its blobs and child manifests are fetched when a client asks for them.
-        referencesFetchedOnDemand: true,
-      },
+      // Its blobs and child manifests are fetched when a client asks for them.
+      { ...manifestRow(digest, bytes.length, manifest, now), referencesFetchedOnDemand: true },
       reference.kind === "tag" ? reference.tag : undefined,
     );
     if (reference.kind === "tag") this.tagValidatedAt.set(`${repository}:${reference.tag}`, now);

@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import { pinForPublish } from "../gc/publish-pin.js";
-import type { ManifestRecord, MissingReference } from "../metadata/metadata-store.js";
+import type { ManifestRecord, MissingReference, NewManifest } from "../metadata/metadata-store.js";
 import { type Digest, digestFromHex, parseDigest } from "../oci/digest.js";
 import { RegistryError } from "../oci/errors.js";
-import { parseManifest } from "../oci/manifest.js";
+import { type ParsedManifest, parseManifest } from "../oci/manifest.js";
 import type { Reference } from "../oci/reference.js";
 import type { PullThroughCache } from "../proxy/pull-through.js";
 import { deletesDisabled } from "./blobs.js";
@@ -13,6 +13,25 @@ import { PolicyGate } from "./policies.js";
 
 /** Manifest bytes kept in memory; keyed by digest, so never stale. */
 const manifestCacheBytes = 64 * 1024 * 1024;
+
+/** What the metadata store records of a verified, parsed manifest of `size` bytes. */
+export function manifestRow(
+  digest: Digest,
+  size: number,
+  manifest: ParsedManifest,
+  now: number,
+): NewManifest {
+  return {
+    digest: digest.value,
+    mediaType: manifest.mediaType,
+    size,
+    artifactType: manifest.artifactType,
+    subject: manifest.subject?.value,
+    annotations: manifest.annotations,
+    references: manifest.references,
+    now,
+  };
+}
 
 /** Pushing, pulling and deleting manifests (distribution-spec "Pushing Manifests", "Pulling manifests"). */
 export class ManifestService {
@@ -56,16 +75,7 @@ export class ManifestService {
     // garbage collection cannot delete the bytes between putBlob and putManifest.
     await pinForPublish(this.ctx.metadata, digest.value);
     await this.ctx.blobStore.putBlob(digest, bytes);
-    const record = {
-      digest: digest.value,
-      mediaType: manifest.mediaType,
-      size: bytes.length,
-      artifactType: manifest.artifactType,
-      subject: manifest.subject?.value,
-      annotations: manifest.annotations,
-      references: manifest.references,
-      now: Date.now(),
-    };
+    const record = manifestRow(digest, bytes.length, manifest, Date.now());
     const events = this.ctx.notifier?.eventsFor("push", {
       repository,
       mediaType: manifest.mediaType,
