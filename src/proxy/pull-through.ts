@@ -2,6 +2,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { PassThrough, type Readable } from "node:stream";
 import { LRUCache } from "lru-cache";
 import type { Response } from "undici";
+import { pinForPublish } from "../gc/publish-pin.js";
 import { type Digest, digestFromHex, tryParseDigest } from "../oci/digest.js";
 import { RegistryError } from "../oci/errors.js";
 import { parseManifest } from "../oci/manifest.js";
@@ -228,7 +229,9 @@ export class PullThroughCache {
         { status: 502 },
       );
     }
-    // Content before pointers, as for a push.
+    // Content before pointers, as for a push. gc: pinned first, so garbage collection cannot delete the
+    // bytes between putBlob and putManifest.
+    await pinForPublish(metadata, digest.value);
     await blobStore.putBlob(digest, bytes);
     const now = Date.now();
     await metadata.putManifest(
@@ -378,6 +381,8 @@ export class PullThroughCache {
           `blob ${digest.value} arrived as ${written} bytes with digest ${digest.algorithm}:${actual}`,
         );
       }
+      // gc: pinned before the bytes are published, as for a push.
+      await pinForPublish(metadata, digest.value);
       await blobStore.commitUpload(uploadId, written, digest);
       await metadata.recordBlob(repository, digest.value, written, session ? uploadId : undefined);
       forget();
